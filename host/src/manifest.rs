@@ -1,0 +1,180 @@
+//! Reads multi-document YAML manifests into [`Object`]s, keeping file, document and line.
+
+use crate::object::{MissingField, Object, Origin};
+use serde_json::Value;
+use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
+
+/// Largest manifest file read, in bytes.
+pub const MAX_FILE_BYTES: usize = 64 << 20;
+
+/// A manifest that cannot be used, located as precisely as the parser allows.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The YAML does not parse.
+    #[error("{file}:{line}:{column}: invalid YAML: {message}")]
+    Syntax {
+        /// Repository-relative file.
+        file: String,
+        /// One-based line (0 when unknown).
+        line: u64,
+        /// One-based column (0 when unknown).
+        column: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// A document is not a mapping.
+    #[error("{file}:{line}: document {document} is not a Kubernetes object (a mapping)")]
+    NotAnObject {
+        /// Repository-relative file.
+        file: String,
+        /// One-based line of the document.
+        line: u32,
+        /// Zero-based document index.
+        document: u32,
+    },
+    /// A document lacks apiVersion, kind or metadata.name.
+    #[error("{file}:{line}: document {document} has no {field}")]
+    MissingIdentity {
+        /// Repository-relative file.
+        file: String,
+        /// One-based line of the document.
+        line: u32,
+        /// Zero-based document index.
+        document: u32,
+        /// The missing field.
+        field: MissingField,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{file}: {bytes} bytes is over the {MAX_FILE_BYTES}-byte limit for a manifest")]
+    TooLarge {
+        /// Repository-relative file.
+        file: String,
+        /// Its size.
+        bytes: usize,
+    },
+}
+
+fn options() -> Options {
+    // Kubernetes bundles can hold thousands of documents; the default budget
+    // refuses more than 1,024 documents or 250k nodes per input.
+    let mut budget = Budget::default();
+    budget.max_documents = 100_000;
+    budget.max_nodes = 10_000_000;
+    budget.max_events = 40_000_000;
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    // Kubernetes reads YAML 1.1: `0644` is octal, `yes` is true.
+    options.legacy_octal_numbers = true;
+    options.duplicate_keys = DuplicateKeyPolicy::Error;
+    options
+}
+
+/// Parses every document of `text` (named `file` in errors); empty documents are skipped.
+pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            file: file.to_owned(),
+            bytes: text.len(),
+        });
+    }
+    let documents: Vec<Spanned<Value>> = serde_saphyr::from_multiple_with_options(text, options())
+        .map_err(|e| {
+            let location = e.location();
+            Error::Syntax {
+                file: file.to_owned(),
+                line: location.map(|l| l.line()).unwrap_or(0),
+                column: location.map(|l| l.column()).unwrap_or(0),
+                message: first_line(&e.to_string()),
+            }
+        })?;
+    let mut objects = Vec::with_capacity(documents.len());
+    for (index, document) in documents.into_iter().enumerate() {
+        let document_index = u32::try_from(index).unwrap_or(u32::MAX);
+        let line = u32::try_from(document.defined.line()).unwrap_or(u32::MAX);
+        match document.value {
+            Value::Null => continue,
+            Value::Object(_) => {}
+            _ => {
+                return Err(Error::NotAnObject {
+                    file: file.to_owned(),
+                    line,
+                    document: document_index,
+                });
+            }
+        }
+        let origin = Origin {
+            file: file.to_owned(),
+            document: document_index,
+            line: Some(line),
+        };
+        let object =
+            Object::new(document.value, Some(origin)).map_err(|field| Error::MissingIdentity {
+                file: file.to_owned(),
+                line,
+                document: document_index,
+                field,
+            })?;
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+/// Writes objects as a multi-document YAML stream.
+pub fn to_yaml(objects: &[Object]) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&object.value)?);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_keep_their_lines() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: x\ndata:\n  mode: 0644\n";
+        let objects = parse("kits/a/svc.yaml", text).expect("parses");
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].origin.as_ref().and_then(|o| o.line), Some(1));
+        let second = objects[1].origin.as_ref().expect("origin");
+        assert_eq!((second.document, second.line), (2, Some(7)));
+        assert_eq!(objects[1].value["data"]["mode"], 420);
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let err = parse("bad.yaml", "apiVersion: v1\nkind: [\n").expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.starts_with("bad.yaml:"), "{text}");
+        assert!(
+            matches!(err, Error::Syntax { line, .. } if line >= 2),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let err = parse(
+            "dup.yaml",
+            "apiVersion: v1\nkind: A\nkind: B\nmetadata: {name: x}\n",
+        )
+        .expect_err("dup");
+        assert!(err.to_string().contains("dup.yaml:3"), "{err}");
+    }
+
+    #[test]
+    fn missing_name_is_located() {
+        let err = parse("m.yaml", "apiVersion: v1\nkind: A\nmetadata: {}\n").expect_err("no name");
+        assert_eq!(err.to_string(), "m.yaml:1: document 0 has no metadata.name");
+    }
+}

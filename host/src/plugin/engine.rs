@@ -1,0 +1,748 @@
+//! The engine: compiles and checks components once, then runs each call in a fresh sandbox.
+
+use super::bindings::{
+    host, transformer::TransformerPre, types, validator::Validator, validator::ValidatorPre,
+};
+use super::cache::CodeCache;
+use super::error::{Error, ErrorKind, Phase, Result};
+use super::sandbox::{EPOCH_TICK, Limits, State};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::object::{Object, ObjectRef};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Store, Trap};
+
+/// Interfaces a plugin may import (version suffix ignored): the kitsync host
+/// interface, and the WASI interfaces Rust's std links even when unused. They are
+/// all backed by a deny-all context, so e.g. `wasi:filesystem` sees no directories.
+/// Everything else, notably `wasi:sockets` and `wasi:http`, is refused at load.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "kitsync:plugin/host",
+    "kitsync:plugin/types",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// How the engine is set up; every field has a sane default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Per-call sandbox limits.
+    pub limits: Limits,
+    /// Where compiled code is cached; `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may run at once (size of the pre-allocated pool; default 64).
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            cache_dir: None,
+            max_instances: 64,
+        }
+    }
+}
+
+/// The kind of plugin a component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// Rewrites a kit's objects.
+    Transformer,
+    /// Checks a kit's objects.
+    Validator,
+}
+
+impl World {
+    fn as_str(self) -> &'static str {
+        match self {
+            World::Transformer => "transformer",
+            World::Validator => "validator",
+        }
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// Kinds it looks at; empty means all.
+    pub kinds: Vec<String>,
+    /// JSON Schema of its configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<Value>,
+}
+
+/// A transformer's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformOutput {
+    /// The complete new object list.
+    pub objects: Vec<Object>,
+    /// Findings reported along the way.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The plugin engine, built once per process and cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: wasmtime::Engine,
+    linker: Linker<State>,
+    limits: Limits,
+    cache: Option<CodeCache>,
+    _ticker: Ticker,
+}
+
+/// Advances the epoch from a dedicated OS thread: a tokio task could be starved
+/// by the very guest it has to stop.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: wasmtime::Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("kitsync-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn host_error(phase: Phase, message: impl fmt::Display) -> Error {
+    Error {
+        plugin: "<engine>".into(),
+        kit: None,
+        phase,
+        kind: ErrorKind::Host(message.to_string()),
+    }
+}
+
+impl Engine {
+    /// Builds the engine: compiler settings, instance pool, WASI linked deny-all, epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self> {
+        let limits = config.limits;
+        let mut wasm = wasmtime::Config::new();
+        wasm.wasm_component_model(true);
+        wasm.epoch_interruption(true);
+        let instances = config.max_instances.max(1);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(16))
+            .total_memories(instances.saturating_mul(4))
+            .total_tables(instances.saturating_mul(8))
+            .max_memory_size(limits.memory_bytes());
+        wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&wasm).map_err(|e| host_error(Phase::Load, e))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| host_error(Phase::Load, e))?;
+        Validator::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+            .map_err(|e| host_error(Phase::Load, e))?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CodeCache::open(dir, &engine).map_err(|e| {
+                host_error(
+                    Phase::Load,
+                    format!("cache directory {}: {e}", dir.display()),
+                )
+            })?),
+            None => None,
+        };
+        let ticker = Ticker::start(engine.clone()).map_err(|e| host_error(Phase::Load, e))?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                limits,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Loads a component: checks its sha256 against `pin` (when given), compiles it or
+    /// maps it from the cache, refuses forbidden imports, finds its world and reads its
+    /// metadata. `name` identifies the plugin in errors and logs (its path, usually).
+    pub fn load(&self, name: &str, bytes: &[u8], pin: Option<&str>) -> Result<Plugin> {
+        let fail = |kind| Error {
+            plugin: name.to_owned(),
+            kit: None,
+            phase: Phase::Load,
+            kind,
+        };
+        let sha256 = sha256_hex(bytes);
+        if let Some(pin) = pin {
+            let expected =
+                normalize_pin(pin).ok_or_else(|| fail(ErrorKind::InvalidPin(pin.to_owned())))?;
+            if expected != sha256 {
+                return Err(fail(ErrorKind::DigestMismatch {
+                    expected,
+                    actual: sha256,
+                }));
+            }
+        }
+        let engine = &self.inner.engine;
+        let started = Instant::now();
+        let (component, cached) = match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(engine, &sha256, bytes),
+            None => Component::new(engine, bytes).map(|c| (c, false)),
+        }
+        .map_err(|e| fail(ErrorKind::Compile(format!("{e:#}"))))?;
+        tracing::debug!(
+            plugin = name,
+            sha256,
+            cached,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "plugin code ready"
+        );
+
+        let ty = component.component_type();
+        let mut imports = Vec::new();
+        for (import, _) in ty.imports(engine) {
+            if !is_allowed_import(import) {
+                return Err(fail(ErrorKind::ForbiddenImport {
+                    import: import.to_owned(),
+                }));
+            }
+            imports.push(import.to_owned());
+        }
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+        let has = |n: &str| exports.iter().any(|e| e == n);
+        let world = if has("transform") {
+            World::Transformer
+        } else if has("validate") {
+            World::Validator
+        } else {
+            return Err(fail(ErrorKind::UnknownWorld {
+                exports: exports.join(", "),
+            }));
+        };
+
+        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            fail(ErrorKind::Compile(format!(
+                "does not fit kitsync:plugin@0.1.0: {e:#}"
+            )))
+        })?;
+        let pre = match world {
+            World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(|e| {
+                fail(ErrorKind::Compile(format!(
+                    "not a kitsync:plugin transformer: {e:#}"
+                )))
+            })?),
+            World::Validator => Pre::Validator(ValidatorPre::new(pre).map_err(|e| {
+                fail(ErrorKind::Compile(format!(
+                    "not a kitsync:plugin validator: {e:#}"
+                )))
+            })?),
+        };
+        let mut plugin = Plugin {
+            inner: Arc::new(PluginInner {
+                name: name.into(),
+                sha256,
+                world,
+                imports,
+                pre,
+                engine: self.clone(),
+                metadata: Metadata {
+                    name: String::new(),
+                    version: String::new(),
+                    kinds: Vec::new(),
+                    config_schema: None,
+                },
+            }),
+        };
+        let metadata = plugin.read_metadata()?;
+        if let Some(inner) = Arc::get_mut(&mut plugin.inner) {
+            inner.metadata = metadata;
+        }
+        Ok(plugin)
+    }
+}
+
+fn normalize_pin(pin: &str) -> Option<String> {
+    let hex = pin
+        .strip_prefix("sha256:")
+        .unwrap_or(pin)
+        .to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+fn is_allowed_import(import: &str) -> bool {
+    let base = import.split('@').next().unwrap_or(import);
+    ALLOWED_IMPORTS.contains(&base)
+}
+
+enum Pre {
+    Transformer(TransformerPre<State>),
+    Validator(ValidatorPre<State>),
+}
+
+struct PluginInner {
+    name: Arc<str>,
+    sha256: String,
+    world: World,
+    imports: Vec<String>,
+    pre: Pre,
+    engine: Engine,
+    metadata: Metadata,
+}
+
+/// A loaded, checked plugin; cheap to clone and safe to share between threads.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .field("sha256", &self.inner.sha256)
+            .field("world", &self.inner.world)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// The name given at load.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Hex sha256 of the component.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// Transformer or validator.
+    pub fn world(&self) -> World {
+        self.inner.world
+    }
+
+    /// The component's imports, all within the allowed set.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+
+    /// What the plugin says about itself (read once at load).
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// Checks `config` with the plugin's `validate-config` and binds it for calls.
+    pub fn configure(&self, config: &Value) -> Result<Configured> {
+        let json = config.to_string();
+        let configured = Configured {
+            plugin: self.clone(),
+            config: json.into(),
+            kit: None,
+        };
+        configured
+            .call(Phase::Configure, |store, pre| {
+                Ok(match pre {
+                    Pre::Transformer(p) => p
+                        .instantiate(&mut *store)?
+                        .call_validate_config(&mut *store, &configured.config)?,
+                    Pre::Validator(p) => p
+                        .instantiate(&mut *store)?
+                        .call_validate_config(&mut *store, &configured.config)?,
+                })
+            })?
+            .map_err(|e| configured.error(Phase::Configure, plugin_error(e)))?;
+        Ok(configured)
+    }
+
+    /// Instantiates the plugin once in a fresh sandbox and drops it, calling nothing:
+    /// warms the instance pool and lets benchmarks time instantiation alone.
+    pub fn instantiate_probe(&self) -> Result<()> {
+        let probe = Configured {
+            plugin: self.clone(),
+            config: "null".into(),
+            kit: None,
+        };
+        probe.call(Phase::Load, |store, pre| {
+            match pre {
+                Pre::Transformer(p) => drop(p.instantiate(&mut *store)?),
+                Pre::Validator(p) => drop(p.instantiate(&mut *store)?),
+            }
+            Ok(())
+        })
+    }
+
+    fn read_metadata(&self) -> Result<Metadata> {
+        let probe = Configured {
+            plugin: self.clone(),
+            config: "null".into(),
+            kit: None,
+        };
+        let raw = probe.call(Phase::Metadata, |store, pre| {
+            Ok(match pre {
+                Pre::Transformer(p) => p.instantiate(&mut *store)?.call_metadata(&mut *store)?,
+                Pre::Validator(p) => p.instantiate(&mut *store)?.call_metadata(&mut *store)?,
+            })
+        })?;
+        let config_schema = match raw.config_schema {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                probe.error(
+                    Phase::Metadata,
+                    ErrorKind::InvalidMetadata(format!("config schema is not JSON: {e}")),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Metadata {
+            name: raw.name,
+            version: raw.version,
+            kinds: raw.kinds,
+            config_schema,
+        })
+    }
+}
+
+/// A plugin bound to a configuration its `validate-config` accepted.
+#[derive(Clone, Debug)]
+pub struct Configured {
+    plugin: Plugin,
+    config: Arc<str>,
+    kit: Option<Arc<str>>,
+}
+
+impl Configured {
+    /// The plugin.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// The same plugin and config, with `kit` named in logs and errors.
+    pub fn for_kit(&self, kit: &str) -> Self {
+        Configured {
+            kit: Some(kit.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Runs a transformer over a kit's objects, in a fresh instance.
+    pub fn transform(&self, objects: &[Object]) -> Result<TransformOutput> {
+        if self.plugin.world() != World::Transformer {
+            return Err(self.error(Phase::Transform, self.wrong_world(World::Transformer)));
+        }
+        let input: Vec<types::Object> = objects.iter().map(to_wit_object).collect();
+        let output = self
+            .call(Phase::Transform, |store, pre| match pre {
+                Pre::Transformer(p) => Ok(p.instantiate(&mut *store)?.call_transform(
+                    &mut *store,
+                    &self.config,
+                    &input,
+                )?),
+                Pre::Validator(_) => wasmtime::bail!("not a transformer"),
+            })?
+            .map_err(|e| self.error(Phase::Transform, plugin_error(e)))?;
+        let mut result = Vec::with_capacity(output.objects.len());
+        for (index, object) in output.objects.into_iter().enumerate() {
+            result.push(self.from_wit_object(index, object, objects)?);
+        }
+        Ok(TransformOutput {
+            objects: result,
+            diagnostics: output
+                .diagnostics
+                .into_iter()
+                .map(from_wit_diagnostic)
+                .collect(),
+        })
+    }
+
+    /// Runs a validator over a kit's objects, in a fresh instance.
+    pub fn validate(&self, objects: &[Object]) -> Result<Vec<Diagnostic>> {
+        if self.plugin.world() != World::Validator {
+            return Err(self.error(Phase::Validate, self.wrong_world(World::Validator)));
+        }
+        let input: Vec<types::Object> = objects.iter().map(to_wit_object).collect();
+        let output = self
+            .call(Phase::Validate, |store, pre| match pre {
+                Pre::Validator(p) => Ok(p.instantiate(&mut *store)?.call_validate(
+                    &mut *store,
+                    &self.config,
+                    &input,
+                )?),
+                Pre::Transformer(_) => wasmtime::bail!("not a validator"),
+            })?
+            .map_err(|e| self.error(Phase::Validate, plugin_error(e)))?;
+        Ok(output.into_iter().map(from_wit_diagnostic).collect())
+    }
+
+    fn wrong_world(&self, expected: World) -> ErrorKind {
+        ErrorKind::WrongWorld {
+            expected: expected.as_str(),
+            actual: self.plugin.world().as_str(),
+        }
+    }
+
+    fn error(&self, phase: Phase, kind: ErrorKind) -> Error {
+        Error {
+            plugin: self.plugin.name().to_owned(),
+            kit: self.kit.as_deref().map(str::to_owned),
+            phase,
+            kind,
+        }
+    }
+
+    /// Runs `f` in a fresh store under the engine's limits and turns any failure
+    /// into a typed error.
+    fn call<R>(
+        &self,
+        phase: Phase,
+        f: impl FnOnce(&mut Store<State>, &Pre) -> wasmtime::Result<R>,
+    ) -> Result<R> {
+        let plugin = &self.plugin.inner;
+        let engine = &plugin.engine.inner;
+        let limits = engine.limits;
+        let mut store = Store::new(
+            &engine.engine,
+            State::new(plugin.name.clone(), self.kit.clone(), &limits),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        let started = Instant::now();
+        let result = f(&mut store, &plugin.pre);
+        let elapsed = started.elapsed();
+        let state = store.data();
+        let stderr_tail = state.stderr_tail();
+        state.flush_output();
+        result.map_err(|error| {
+            let kind = if state.limiter.hit {
+                ErrorKind::MemoryLimit {
+                    mib: limits.memory_mib,
+                }
+            } else if let Some(stream) = state.overflowed() {
+                ErrorKind::OutputLimit {
+                    stream,
+                    limit: limits.output_bytes,
+                }
+            } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                ErrorKind::Deadline {
+                    ms: u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX),
+                    elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                }
+            } else if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                ErrorKind::Trap {
+                    message: format!("plugin exited with code {}", exit.0),
+                }
+            } else {
+                let mut message = format!("{error:#}");
+                if !stderr_tail.is_empty() {
+                    message.push_str("; stderr: ");
+                    message.push_str(&stderr_tail);
+                }
+                ErrorKind::Trap { message }
+            };
+            self.error(phase, kind)
+        })
+    }
+
+    /// Checks one returned object: valid JSON, identity present and consistent.
+    fn from_wit_object(
+        &self,
+        index: usize,
+        object: types::Object,
+        inputs: &[Object],
+    ) -> Result<Object> {
+        let value: Value = serde_json::from_str(&object.json).map_err(|e| {
+            self.error(
+                Phase::Transform,
+                ErrorKind::OutputNotJson {
+                    index,
+                    error: e.to_string(),
+                },
+            )
+        })?;
+        let id = ObjectRef::from_value(&value).map_err(|field| {
+            self.error(
+                Phase::Transform,
+                ErrorKind::OutputMissingIdentity { index, field },
+            )
+        })?;
+        let claimed = from_wit_ref(object.id);
+        if claimed != id {
+            return Err(self.error(
+                Phase::Transform,
+                ErrorKind::OutputIdentityMismatch {
+                    index,
+                    claimed: claimed.to_string(),
+                    actual: id.to_string(),
+                },
+            ));
+        }
+        // Only origins of real inputs are kept: a plugin cannot point findings at
+        // files it invented.
+        let origin = object.origin.and_then(|o| {
+            inputs
+                .iter()
+                .filter_map(|i| i.origin.as_ref())
+                .find(|known| known.file == o.file && known.document == o.document)
+                .cloned()
+        });
+        Ok(Object { id, origin, value })
+    }
+}
+
+fn plugin_error(error: types::PluginError) -> ErrorKind {
+    match error {
+        types::PluginError::InvalidConfig(m) => ErrorKind::InvalidConfig(m),
+        types::PluginError::InvalidInput(m) => ErrorKind::InvalidInput(m),
+        types::PluginError::Internal(m) => ErrorKind::Internal(m),
+    }
+}
+
+fn to_wit_object(object: &Object) -> types::Object {
+    types::Object {
+        id: types::ObjectRef {
+            api_version: object.id.api_version.clone(),
+            kind: object.id.kind.clone(),
+            namespace: object.id.namespace.clone(),
+            name: object.id.name.clone(),
+        },
+        origin: object.origin.as_ref().map(|o| types::Origin {
+            file: o.file.clone(),
+            document: o.document,
+        }),
+        json: object.value.to_string(),
+    }
+}
+
+fn from_wit_ref(id: types::ObjectRef) -> ObjectRef {
+    ObjectRef {
+        api_version: id.api_version,
+        kind: id.kind,
+        namespace: id.namespace.filter(|n| !n.is_empty()),
+        name: id.name,
+    }
+}
+
+fn from_wit_diagnostic(d: types::Diagnostic) -> Diagnostic {
+    Diagnostic {
+        severity: match d.severity {
+            types::Severity::Error => Severity::Error,
+            types::Severity::Warning => Severity::Warning,
+            types::Severity::Info => Severity::Info,
+        },
+        rule: d.rule,
+        message: d.message,
+        object: d.object.map(from_wit_ref),
+        path: d.path,
+    }
+}
+
+impl types::Host for State {}
+
+impl host::Host for State {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        self.log_bytes = self.log_bytes.saturating_add(message.len());
+        if self.log_bytes > self.log_cap {
+            self.overflow = Some("log");
+            wasmtime::bail!("log output exceeded its cap of {} bytes", self.log_cap);
+        }
+        let plugin = &*self.plugin;
+        let kit = self.kit.as_deref().unwrap_or("");
+        match level {
+            host::Level::Debug => tracing::debug!(plugin, kit, "{message}"),
+            host::Level::Info => tracing::info!(plugin, kit, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin, kit, "{message}"),
+            host::Level::Error => tracing::error!(plugin, kit, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Plugin>();
+    check::<Configured>();
+    check::<Engine>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_accept_prefix_and_case() {
+        let hex = "AB".repeat(32);
+        assert_eq!(
+            normalize_pin(&format!("sha256:{hex}")),
+            Some("ab".repeat(32))
+        );
+        assert_eq!(normalize_pin("abc"), None);
+        assert_eq!(normalize_pin(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn sockets_are_not_allowed_but_std_wasi_is() {
+        assert!(is_allowed_import("wasi:filesystem/types@0.2.3"));
+        assert!(is_allowed_import("kitsync:plugin/host@0.1.0"));
+        assert!(!is_allowed_import("wasi:sockets/tcp@0.2.3"));
+        assert!(!is_allowed_import("wasi:http/outgoing-handler@0.2.3"));
+    }
+}

@@ -1,0 +1,53 @@
+//! Host integration tests: one binary, a module per area. Plugins are real components
+//! built from `plugins/` by the `kitsync-test-artifacts` build script.
+
+mod cli;
+mod first_party;
+mod sandbox;
+
+use kitsync::Object;
+use kitsync::plugin::{Engine, EngineConfig, Limits, Plugin};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Compiled code shared by every test in this binary (and across runs).
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+/// An engine with default limits, shared by the tests.
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| engine_with(Limits::default()))
+}
+
+/// A private engine with other limits.
+fn engine_with(limits: Limits) -> Engine {
+    Engine::new(EngineConfig {
+        limits,
+        cache_dir: Some(cache_dir()),
+        ..EngineConfig::default()
+    })
+    .expect("engine starts")
+}
+
+/// Loads a built plugin by its artifact path.
+fn load(engine: &Engine, path: &str) -> Plugin {
+    let bytes = kitsync_test_artifacts::bytes(path);
+    let name = std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
+        .to_owned();
+    engine
+        .load(&name, &bytes, None)
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// Parses inline YAML as the manifest file `name`.
+fn objects(name: &str, yaml: &str) -> Vec<Object> {
+    kitsync::manifest::parse(name, yaml).expect("test YAML parses")
+}
+
+/// The seed scenario's manufracture `vision` Deployment and Service.
+const VISION: &str = include_str!("../data/vision.yaml");

@@ -1,0 +1,289 @@
+//! Hostile plugins are stopped with the right error, in time, and the host carries on.
+
+use super::{VISION, engine, engine_with, load, objects};
+use kitsync::Severity;
+use kitsync::plugin::{ErrorKind, Limits, Phase};
+use kitsync_test_artifacts as artifacts;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// After a hostile plugin, a well-behaved one must run at once on the same engine.
+fn host_still_healthy(engine: &kitsync::plugin::Engine) {
+    let plugin = load(engine, artifacts::REQUIRED_LABELS);
+    let policy = plugin
+        .configure(&serde_json::json!({"labels": ["app.kubernetes.io/name"]}))
+        .expect("config accepted");
+    let started = Instant::now();
+    let findings = policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect("validator runs");
+    assert!(findings.is_empty(), "{findings:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "next plugin was slow: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn infinite_loop_is_stopped_at_the_deadline() {
+    let deadline = Duration::from_millis(300);
+    let engine = engine_with(Limits {
+        deadline,
+        ..Limits::default()
+    });
+    let plugin = load(&engine, artifacts::HOSTILE_LOOP);
+    let policy = plugin
+        .configure(&Value::Null)
+        .expect("config")
+        .for_kit("smithereens");
+    let started = Instant::now();
+    let err = policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect_err("loop must be stopped");
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(err.kind, ErrorKind::Deadline { ms: 300, .. }),
+        "{err}"
+    );
+    assert_eq!(err.kit.as_deref(), Some("smithereens"));
+    assert_eq!(err.phase, Phase::Validate);
+    assert!(
+        err.to_string().contains("deadline of 300 ms exceeded"),
+        "{err}"
+    );
+    assert!(
+        elapsed >= deadline,
+        "stopped before the deadline: {elapsed:?}"
+    );
+    assert!(
+        elapsed < deadline + Duration::from_millis(250),
+        "stopped too late: {elapsed:?}"
+    );
+    host_still_healthy(&engine);
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    let plugin = load(engine(), artifacts::HOSTILE_MEMBOMB);
+    let policy = plugin.configure(&Value::Null).expect("config");
+    let started = Instant::now();
+    let err = policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect_err("1 GiB must be refused");
+    assert!(
+        matches!(err.kind, ErrorKind::MemoryLimit { mib: 64 }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("memory limit of 64 MiB exceeded"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    host_still_healthy(engine());
+}
+
+#[test]
+fn panic_is_a_trap_with_its_message() {
+    let plugin = load(engine(), artifacts::HOSTILE_PANIC);
+    let policy = plugin.configure(&Value::Null).expect("config");
+    let err = policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect_err("panic traps");
+    match &err.kind {
+        ErrorKind::Trap { message } => {
+            assert!(message.contains("hostile panic: boom"), "{message}")
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+    host_still_healthy(engine());
+}
+
+#[test]
+fn stdout_flood_is_cut_at_the_cap() {
+    let plugin = load(engine(), artifacts::HOSTILE_STDOUT);
+    let policy = plugin.configure(&Value::Null).expect("config");
+    let started = Instant::now();
+    let err = policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect_err("100 MB of stdout");
+    assert!(
+        matches!(err.kind, ErrorKind::OutputLimit { stream: "stdout", limit } if limit == 1 << 20),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    host_still_healthy(engine());
+}
+
+#[test]
+fn file_system_is_empty() {
+    let plugin = load(engine(), artifacts::HOSTILE_FS);
+    assert!(
+        plugin
+            .imports()
+            .iter()
+            .any(|i| i.starts_with("wasi:filesystem/"))
+    );
+    let policy = plugin.configure(&Value::Null).expect("config");
+    let findings = policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect("runs");
+    assert!(!findings.is_empty(), "the plugin reports what it saw");
+    for finding in &findings {
+        assert_eq!(finding.severity, Severity::Info);
+        // /etc/passwd always starts with the root entry; it must never be read.
+        assert!(
+            !finding.message.contains("root:"),
+            "file content leaked: {}",
+            finding.message
+        );
+    }
+}
+
+#[test]
+fn sockets_are_refused_at_load() {
+    let bytes = artifacts::bytes(artifacts::HOSTILE_NET);
+    let err = engine()
+        .load("hostile_net.wasm", &bytes, None)
+        .expect_err("sockets are forbidden");
+    match &err.kind {
+        ErrorKind::ForbiddenImport { import } => {
+            assert!(import.starts_with("wasi:sockets/"), "{import}")
+        }
+        other => panic!("expected a forbidden import, got {other}"),
+    }
+    assert_eq!(err.phase, Phase::Load);
+    assert!(
+        err.to_string().contains("forbidden import wasi:sockets/"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_output_is_refused() {
+    let plugin = load(engine(), artifacts::HOSTILE_GARBAGE);
+    let input = objects("vision.yaml", VISION);
+
+    let policy = plugin
+        .configure(&serde_json::json!({"mode": "bad-json"}))
+        .expect("config");
+    let err = policy.transform(&input).expect_err("not JSON");
+    assert!(
+        matches!(err.kind, ErrorKind::OutputNotJson { index: 0, .. }),
+        "{err}"
+    );
+
+    let policy = plugin
+        .configure(&serde_json::json!({"mode": "no-identity"}))
+        .expect("config");
+    let err = policy.transform(&input).expect_err("no name");
+    assert!(err.to_string().contains("has no metadata.name"), "{err}");
+}
+
+#[test]
+fn digest_mismatch_names_both_digests() {
+    let bytes = artifacts::bytes(artifacts::REQUIRED_LABELS);
+    let actual = kitsync::plugin::sha256_hex(&bytes);
+    let wrong = "0".repeat(64);
+    let err = engine()
+        .load("required_labels.wasm", &bytes, Some(&wrong))
+        .expect_err("mismatch");
+    match &err.kind {
+        ErrorKind::DigestMismatch {
+            expected,
+            actual: got,
+        } => {
+            assert_eq!(expected, &wrong);
+            assert_eq!(got, &actual);
+        }
+        other => panic!("expected a digest mismatch, got {other}"),
+    }
+    let ok = engine().load(
+        "required_labels.wasm",
+        &bytes,
+        Some(&format!("sha256:{actual}")),
+    );
+    assert!(ok.is_ok(), "the right pin is accepted");
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let err = engine()
+        .load("junk.wasm", b"\0asm junk", None)
+        .expect_err("junk");
+    assert!(matches!(err.kind, ErrorKind::Compile(_)), "{err}");
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kitsync::plugin::EngineConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
+    let engine = kitsync::plugin::Engine::new(config).expect("engine");
+    let bytes = artifacts::bytes(artifacts::PORT_RANGE);
+    engine
+        .load("port_range.wasm", &bytes, None)
+        .expect("first load compiles");
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 1, "one compiled artefact");
+    let sha = kitsync::plugin::sha256_hex(&bytes);
+    let path = entries[0].path();
+    assert!(
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&sha))
+    );
+    std::fs::write(&path, b"not machine code").expect("corrupt it");
+    let plugin = engine
+        .load("port_range.wasm", &bytes, None)
+        .expect("recompiles");
+    assert_eq!(plugin.metadata().name, "port-range");
+}
+
+#[test]
+fn calls_run_concurrently_in_fresh_instances() {
+    let plugin = load(engine(), artifacts::REQUIRED_LABELS);
+    let policy = plugin
+        .configure(&serde_json::json!({"labels": ["team"]}))
+        .expect("config");
+    let input = objects("vision.yaml", VISION);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| policy.validate(&input).expect("runs").len()))
+            .collect();
+        for handle in handles {
+            assert_eq!(
+                handle.join().expect("thread"),
+                2,
+                "both objects lack `team`"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_validator_cannot_be_used_as_a_transformer() {
+    let plugin = load(engine(), artifacts::REQUIRED_LABELS);
+    let policy = plugin
+        .configure(&serde_json::json!({"labels": []}))
+        .expect("config");
+    let err = policy.transform(&[]).expect_err("wrong world");
+    assert!(
+        err.to_string()
+            .contains("is a validator, not a transformer"),
+        "{err}"
+    );
+}

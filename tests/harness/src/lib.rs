@@ -1,0 +1,1 @@
+//! Real control plane for tests (filled in by the control-plane issue).
