@@ -1,0 +1,310 @@
+//! `set-labels`: adds labels and annotations to every object.
+//!
+//! Config: `{"labels": {"team": "shop"}, "annotations": {"owner": "shop@example.com"}}`
+//! (either may be absent, not both).
+//!
+//! * Labels go to `metadata.labels` of every object and, for workloads, to the
+//!   pod template's `metadata.labels` (`spec.template`, and for CronJobs
+//!   `spec.jobTemplate` and `spec.jobTemplate.spec.template`). Selectors are
+//!   never touched, so adding a label cannot orphan existing pods.
+//! * Annotations go to `metadata.annotations` of every object only (not to pod
+//!   templates, so changing one does not restart pods).
+//! * Existing values of the same keys are overwritten (like kustomize
+//!   `commonLabels`/`commonAnnotations`).
+//!
+//! No diagnostics. Fails with `invalid-input` if an object's `metadata`,
+//! `labels` or `annotations` is present but not a JSON object.
+
+use std::collections::BTreeMap;
+
+use kitsync_plugin::{
+    Metadata, Object, PluginError, TransformOutput, Transformer, Value,
+    names::{check_label_key, check_label_value},
+    parse_config,
+    workload::pod_template_pointer,
+};
+use serde::Deserialize;
+use serde_json::{Map, json};
+
+/// Plugin configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Labels to set.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations to set.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Parses and checks a configuration.
+    pub fn parse(config: &Value) -> Result<Self, PluginError> {
+        if config.is_null() {
+            return Err(PluginError::invalid_config(
+                "missing config: expected {\"labels\": {...}, \"annotations\": {...}}",
+            ));
+        }
+        let config: Self = parse_config(config)?;
+        if config.labels.is_empty() && config.annotations.is_empty() {
+            return Err(PluginError::invalid_config(
+                "nothing to set: give a non-empty `labels` and/or `annotations` map",
+            ));
+        }
+        for (key, value) in &config.labels {
+            check_label_key(key).map_err(|e| PluginError::InvalidConfig(format!("labels: {e}")))?;
+            check_label_value(value)
+                .map_err(|e| PluginError::InvalidConfig(format!("labels: key {key:?}: {e}")))?;
+        }
+        for key in config.annotations.keys() {
+            check_label_key(key).map_err(|e| PluginError::InvalidConfig(format!("annotations: {e}")))?;
+        }
+        Ok(config)
+    }
+}
+
+/// The JSON Schema of [`Config`].
+pub fn config_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "set-labels config",
+        "type": "object",
+        "properties": {
+            "labels": {
+                "description": "Labels to set on every object and on workload pod templates (overwriting existing values).",
+                "type": "object", "additionalProperties": {"type": "string", "maxLength": 63}
+            },
+            "annotations": {
+                "description": "Annotations to set on every object (overwriting existing values).",
+                "type": "object", "additionalProperties": {"type": "string"}
+            }
+        },
+        "anyOf": [{"required": ["labels"]}, {"required": ["annotations"]}],
+        "additionalProperties": false
+    })
+}
+
+/// Walks `tokens` from `root`, creating missing or `null` members as empty
+/// objects, and returns the object at the end.
+fn ensure_object<'a>(root: &'a mut Value, tokens: &[&str]) -> Result<&'a mut Map<String, Value>, String> {
+    let mut current = root;
+    let mut path = String::new();
+    for token in tokens {
+        path.push('.');
+        path.push_str(token);
+        let Value::Object(map) = current else {
+            return Err(format!("{} is not an object", path.trim_start_matches('.')));
+        };
+        let next = map.entry(token.to_string()).or_insert(Value::Null);
+        if next.is_null() {
+            *next = Value::Object(Map::new());
+        }
+        current = next;
+    }
+    match current {
+        Value::Object(map) => Ok(map),
+        _ => Err(format!("{} is not an object", path.trim_start_matches('.'))),
+    }
+}
+
+fn set_entries(root: &mut Value, tokens: &[&str], entries: &BTreeMap<String, String>) -> Result<(), String> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let map = ensure_object(root, tokens)?;
+    for (k, v) in entries {
+        map.insert(k.clone(), Value::String(v.clone()));
+    }
+    Ok(())
+}
+
+/// Applies the configuration to one object.
+pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
+    let describe = object.describe();
+    let fail = |e: String| PluginError::InvalidInput(format!("{describe}: {e}"));
+    set_entries(&mut object.value, &["metadata", "labels"], &config.labels).map_err(fail)?;
+    set_entries(
+        &mut object.value,
+        &["metadata", "annotations"],
+        &config.annotations,
+    )
+    .map_err(fail)?;
+    if config.labels.is_empty() {
+        return Ok(());
+    }
+    let mut templates: Vec<&str> = Vec::new();
+    if object.kind() == "CronJob" {
+        templates.push("/spec/jobTemplate");
+    }
+    if let Some(template) = pod_template_pointer(object.kind()) {
+        templates.push(template);
+    }
+    for template in templates {
+        // Only existing templates are labelled; a missing one is not invented.
+        if let Some(t) = object.value.pointer_mut(template).filter(|t| t.is_object()) {
+            set_entries(t, &["metadata", "labels"], &config.labels)
+                .map_err(|e| fail(format!("{template}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `set-labels` transformer.
+pub struct SetLabels;
+
+impl Transformer for SetLabels {
+    fn metadata() -> Metadata {
+        Metadata::new("set-labels", env!("CARGO_PKG_VERSION")).config_schema(config_schema())
+    }
+
+    fn validate_config(config: &Value) -> Result<(), PluginError> {
+        Config::parse(config).map(drop)
+    }
+
+    fn transform(config: &Value, mut objects: Vec<Object>) -> Result<TransformOutput, PluginError> {
+        let config = Config::parse(config)?;
+        for object in &mut objects {
+            apply(&config, object)?;
+        }
+        Ok(TransformOutput::new(objects))
+    }
+}
+
+kitsync_plugin::export_transformer!(SetLabels);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kitsync_plugin::bindings::types as wit;
+
+    fn deployment() -> Object {
+        Object::new(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web", "team": "old"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}
+            }
+        }))
+        .unwrap()
+        .with_origin("deploy.yaml", 0)
+    }
+
+    fn run(config: Value, objects: Vec<Object>) -> Vec<Object> {
+        SetLabels::transform(&config, objects).unwrap().objects
+    }
+
+    #[test]
+    fn labels_objects_and_templates_not_selectors() {
+        let out = run(
+            json!({"labels": {"team": "shop", "tier": "web"}}),
+            vec![deployment()],
+        );
+        let v = &out[0].value;
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"app": "web", "team": "shop", "tier": "web"})
+        );
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "web", "team": "shop", "tier": "web"})
+        );
+        assert_eq!(v["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
+        assert!(v["metadata"].get("annotations").is_none());
+        assert_eq!(out[0].origin.as_ref().unwrap().file, "deploy.yaml");
+    }
+
+    #[test]
+    fn annotations_only_on_object() {
+        let out = run(
+            json!({"annotations": {"example.com/owner": "shop"}}),
+            vec![deployment()],
+        );
+        let v = &out[0].value;
+        assert_eq!(v["metadata"]["annotations"], json!({"example.com/owner": "shop"}));
+        assert!(v["spec"]["template"]["metadata"].get("annotations").is_none());
+        assert_eq!(v["metadata"]["labels"]["team"], "old");
+    }
+
+    #[test]
+    fn creates_missing_maps_and_handles_cronjobs() {
+        let cm = Object::new(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": null}}),
+        )
+        .unwrap();
+        let cron = Object::new(json!({
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}
+        }))
+        .unwrap();
+        let out = run(json!({"labels": {"team": "shop"}}), vec![cm, cron]);
+        assert_eq!(out[0].value["metadata"]["labels"], json!({"team": "shop"}));
+        let cron = &out[1].value;
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["metadata"]["labels"],
+            json!({"team": "shop"})
+        );
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"],
+            json!({"team": "shop"})
+        );
+    }
+
+    #[test]
+    fn non_object_labels_is_invalid_input() {
+        let bad = Object::new(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": "x"}}),
+        )
+        .unwrap();
+        let err = SetLabels::transform(&json!({"labels": {"a": "b"}}), vec![bad]).unwrap_err();
+        assert!(matches!(err, PluginError::InvalidInput(_)), "{err:?}");
+        assert!(
+            err.message().contains("metadata.labels is not an object"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_configs() {
+        for (config, needle) in [
+            (json!(null), "missing config"),
+            (json!({}), "nothing to set"),
+            (json!({"label": {"a": "b"}}), "unknown field `label`"),
+            (json!({"labels": {"a": 1}}), "invalid type"),
+            (json!({"labels": ["a"]}), "invalid type"),
+            (json!({"labels": {"a b": "c"}}), "labels:"),
+            (json!({"labels": {"a": "not valid!"}}), "labels:"),
+            (json!({"annotations": {"/x": "y"}}), "annotations:"),
+        ] {
+            let err = SetLabels::validate_config(&config).unwrap_err();
+            assert!(matches!(err, PluginError::InvalidConfig(_)), "{err:?}");
+            assert!(err.message().contains(needle), "{config}: {err}");
+        }
+        assert!(SetLabels::validate_config(&json!({"annotations": {"note": "anything at all!"}})).is_ok());
+    }
+
+    #[test]
+    fn identity_recomputed_at_the_boundary() {
+        let raw = wit::Object {
+            id: wit::ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: None,
+                name: "c".into(),
+            },
+            origin: Some(wit::Origin {
+                file: "cm.yaml".into(),
+                document: 3,
+            }),
+            json: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"ns"}}"#.into(),
+        };
+        let out = kitsync_plugin::transform::<SetLabels>(r#"{"labels":{"a":"b"}}"#, vec![raw]).unwrap();
+        assert_eq!(out.objects.len(), 1);
+        let o = &out.objects[0];
+        assert_eq!(o.id.namespace.as_deref(), Some("ns"));
+        assert_eq!(o.origin.as_ref().unwrap().document, 3);
+        let v: Value = serde_json::from_str(&o.json).unwrap();
+        assert_eq!(v["metadata"]["labels"], json!({"a": "b"}));
+    }
+}
