@@ -1,0 +1,644 @@
+//! A Git source: a bare cache of one remote, polled by ref listing and fetched only on change.
+
+use super::auth::{Auth, credentials_fn};
+use super::error::{Error, Result};
+use super::redact::{redact_text, redact_url};
+use super::refspec::{RefSpec, best_tag};
+use super::snapshot::{Limits, Snapshot, read_commit};
+use gix::ObjectId;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Where a source comes from and how to reach it.
+#[derive(Clone)]
+pub struct SourceConfig {
+    /// The remote: `https://`, `ssh://`, scp-like `user@host:path`, `git://`, `file://` or a path.
+    pub url: String,
+    /// The reference to follow.
+    pub reference: RefSpec,
+    /// The bare cache repository (created when missing); one per source.
+    pub cache_dir: PathBuf,
+    /// The credentials.
+    pub auth: Auth,
+    /// The most one network operation (ref listing plus fetch) may take.
+    pub timeout: Duration,
+}
+
+impl SourceConfig {
+    /// A source without credentials and with a 60 s timeout.
+    pub fn new(url: impl Into<String>, reference: RefSpec, cache_dir: impl Into<PathBuf>) -> Self {
+        SourceConfig {
+            url: url.into(),
+            reference,
+            cache_dir: cache_dir.into(),
+            auth: Auth::None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// With these credentials.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// With this network timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+// The URL may hold credentials.
+impl fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("url", &redact_url(&self.url))
+            .field("reference", &self.reference)
+            .field("cache_dir", &self.cache_dir)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What a poll found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// The reference still points at the last commit; nothing was fetched.
+    Unchanged {
+        /// The commit, hex.
+        commit: String,
+    },
+    /// The reference points at a new commit, now in the cache.
+    Changed {
+        /// The commit before, if this source had one.
+        previous: Option<String>,
+        /// The new commit, hex.
+        commit: String,
+        /// The new commit does not descend from the previous one (a force push, a moved tag).
+        forced: bool,
+    },
+}
+
+impl PollOutcome {
+    /// The commit the reference points at now.
+    pub fn commit(&self) -> &str {
+        match self {
+            PollOutcome::Unchanged { commit } | PollOutcome::Changed { commit, .. } => commit,
+        }
+    }
+
+    /// Whether the commit changed.
+    pub fn is_changed(&self) -> bool {
+        matches!(self, PollOutcome::Changed { .. })
+    }
+}
+
+/// A Git source: a remote and reference, mirrored into a bare cache without a working tree.
+///
+/// Cloning is cheap and shares the cache; polls of one source are serialised.
+///
+/// # Guarantees
+/// - A poll lists the remote's refs (no pack) and fetches only when the wanted ref moved.
+/// - After any failure the last commit stays readable: [`Source::last_commit`] and
+///   [`Source::snapshot`] work from the cache.
+/// - Credentials are read at use and never logged; URLs are redacted in errors and logs.
+/// - No ref or URL that could be read as a command-line option reaches a spawned program.
+///
+/// # Caveats
+/// A network operation that overruns the timeout is abandoned, not killed: it is
+/// interrupted at gix's next check (or when the transport's own timeout fires) and may still
+/// complete in the background; the next poll lists refs afresh either way.
+#[derive(Clone)]
+pub struct Source {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: SourceConfig,
+    /// The URL as shown to humans.
+    shown_url: String,
+    repo: gix::ThreadSafeRepository,
+    last: Mutex<Option<ObjectId>>,
+    /// Held for a whole poll; keeps an abandoned network thread, if any.
+    polling: Mutex<Option<JoinHandle<()>>>,
+    fetches: AtomicU64,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("config", &self.shared.config)
+            .field("last", &self.last_commit())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// Opens (or creates) the cache for `config`; no network access.
+    ///
+    /// # Errors
+    /// [`Error::BadRef`] for a URL that is malformed or could be read as an option;
+    /// [`Error::Io`] / [`Error::Git`] when the cache cannot be created or opened.
+    pub fn open(config: SourceConfig) -> Result<Source> {
+        let shown_url = redact_url(&config.url);
+        check_url(&config.url, &shown_url)?;
+        let dir = &config.cache_dir;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let git = |e: gix::Error| Error::Git(format!("cache {}: {}", dir.display(), redact_text(&e.to_string(), &[])));
+        if !dir.join("HEAD").exists() {
+            gix::ThreadSafeRepository::init(dir, gix::create::Kind::Bare, gix::create::Options::default())
+                .map_err(git)?;
+        }
+        let repo = gix::ThreadSafeRepository::open_opts(dir, open_options(&config)).map_err(git)?;
+        let last = resolve_local(&repo.to_thread_local(), &config.reference);
+        tracing::debug!(url = %shown_url, reference = %config.reference, last = ?last.map(|id| id.to_string()), "source opened");
+        Ok(Source {
+            shared: Arc::new(Shared {
+                config,
+                shown_url,
+                repo,
+                last: Mutex::new(last),
+                polling: Mutex::new(None),
+                fetches: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Lists the remote's refs and, only if the wanted ref moved, fetches it.
+    ///
+    /// The first poll compares with the commit the cache last resolved (kept across restarts).
+    ///
+    /// # Errors
+    /// [`Error::MissingRef`], [`Error::NoMatchingTag`], [`Error::Unauthenticated`],
+    /// [`Error::Unreachable`] (including a timeout) or [`Error::Git`]; the last commit stays usable.
+    pub fn poll(&self) -> Result<PollOutcome> {
+        let shared = &self.shared;
+        let mut straggler = shared.polling.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handle) = straggler.take()
+            && !handle.is_finished()
+        {
+            tracing::warn!(url = %shared.shown_url, "an abandoned fetch is still running; polling anyway");
+        }
+        let previous = self.last_id();
+        let repo = shared.repo.to_thread_local();
+
+        // A pinned commit already in the cache needs no network at all.
+        if let RefSpec::Commit(hex) = &shared.config.reference {
+            let id = parse_id(hex)?;
+            if has_commit(&repo, id) {
+                return Ok(self.settle(&repo, previous, id));
+            }
+        }
+
+        let job = Fetch {
+            repo: shared.repo.clone(),
+            url: shared.config.url.clone(),
+            shown_url: shared.shown_url.clone(),
+            reference: shared.config.reference.clone(),
+            auth: shared.config.auth.clone(),
+            previous,
+        };
+        let started = std::time::Instant::now();
+        match bounded(shared.config.timeout, move |interrupt| job.run(interrupt)) {
+            Bounded::Done(Ok(fetched)) => {
+                if fetched.fetched {
+                    shared.fetches.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(url = %shared.shown_url, commit = %fetched.target, ms = started.elapsed().as_millis(), "fetched");
+                }
+                Ok(self.settle(&repo, previous, fetched.target))
+            }
+            Bounded::Done(Err(e)) => {
+                tracing::warn!(url = %shared.shown_url, error = %e, "poll failed; keeping the last commit");
+                Err(e)
+            }
+            Bounded::TimedOut(handle) => {
+                *straggler = Some(handle);
+                let timeout = shared.config.timeout;
+                tracing::warn!(url = %shared.shown_url, ?timeout, "poll timed out; keeping the last commit");
+                Err(Error::Unreachable {
+                    url: shared.shown_url.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")),
+                })
+            }
+            Bounded::Failed(reason) => Err(Error::Git(reason)),
+        }
+    }
+
+    /// Reads `commit` (hex) from the cache as a snapshot.
+    ///
+    /// # Errors
+    /// [`Error::BadRef`] for a malformed id, [`Error::MissingRef`] when the cache lacks it,
+    /// or a snapshot limit exceeded.
+    pub fn snapshot(&self, commit: &str) -> Result<Snapshot> {
+        let id = parse_id(commit)?;
+        let repo = self.shared.repo.to_thread_local();
+        if !has_commit(&repo, id) {
+            return Err(Error::MissingRef {
+                url: self.shared.shown_url.clone(),
+                reference: format!("commit:{commit} in the cache"),
+            });
+        }
+        read_commit(&repo, id, Limits::default())
+    }
+
+    /// The commit the reference pointed at after the last successful poll (or in the cache).
+    pub fn last_commit(&self) -> Option<String> {
+        self.last_id().map(|id| id.to_string())
+    }
+
+    /// How many fetches (pack negotiations) this source has made; ref listings are not counted.
+    pub fn fetches(&self) -> u64 {
+        self.shared.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SourceConfig {
+        &self.shared.config
+    }
+
+    /// The URL with credentials removed, for display.
+    pub fn shown_url(&self) -> &str {
+        &self.shared.shown_url
+    }
+
+    /// [`Source::open`] on the blocking thread pool.
+    ///
+    /// # Errors
+    /// As [`Source::open`].
+    pub async fn open_async(config: SourceConfig) -> Result<Source> {
+        blocking(move || Source::open(config)).await
+    }
+
+    /// [`Source::poll`] on the blocking thread pool.
+    ///
+    /// # Errors
+    /// As [`Source::poll`].
+    pub async fn poll_async(&self) -> Result<PollOutcome> {
+        let this = self.clone();
+        blocking(move || this.poll()).await
+    }
+
+    /// [`Source::snapshot`] on the blocking thread pool.
+    ///
+    /// # Errors
+    /// As [`Source::snapshot`].
+    pub async fn snapshot_async(&self, commit: String) -> Result<Snapshot> {
+        let this = self.clone();
+        blocking(move || this.snapshot(&commit)).await
+    }
+
+    fn last_id(&self) -> Option<ObjectId> {
+        *self.shared.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `commit` as the current one and says how it relates to `previous`.
+    fn settle(&self, repo: &gix::Repository, previous: Option<ObjectId>, commit: ObjectId) -> PollOutcome {
+        *self.shared.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(commit);
+        match previous {
+            Some(prev) if prev == commit => PollOutcome::Unchanged {
+                commit: commit.to_string(),
+            },
+            _ => {
+                let forced = previous.is_some_and(|prev| !descends_from(repo, commit, prev));
+                if forced {
+                    tracing::warn!(
+                        url = %self.shared.shown_url,
+                        reference = %self.shared.config.reference,
+                        previous = ?previous.map(|p| p.to_string()),
+                        %commit,
+                        "reference was rewritten (force push): the new commit does not descend from the previous one"
+                    );
+                }
+                PollOutcome::Changed {
+                    previous: previous.map(|p| p.to_string()),
+                    commit: commit.to_string(),
+                    forced,
+                }
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Git(format!("source task failed: {e}")))?
+}
+
+/// Refuses URLs that are malformed, of an unsupported scheme, or have a part that a
+/// spawned `ssh`/`git upload-pack` could read as an option.
+fn check_url(url: &str, shown: &str) -> Result<()> {
+    let bad = |reason: &str| Error::BadRef {
+        reference: shown.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if url.trim().is_empty() || url.trim_start().starts_with('-') {
+        return Err(bad("a URL may not be empty or start with '-'"));
+    }
+    let parsed = gix::url::parse(url).map_err(|e| bad(&redact_text(&e.to_string(), &[])))?;
+    use gix::url::Scheme;
+    if !matches!(
+        parsed.scheme,
+        Scheme::Https | Scheme::Http | Scheme::Ssh | Scheme::Git | Scheme::File
+    ) {
+        return Err(bad("only https, http, ssh, git and file URLs are supported"));
+    }
+    let dash = |part: Option<&str>| part.is_some_and(|p| p.starts_with('-'));
+    let path = parsed.path.to_string();
+    if dash(parsed.host()) || dash(parsed.user()) || path.starts_with('-') || path.trim_start_matches('/').starts_with('-') {
+        return Err(bad("no part of the URL may start with '-'"));
+    }
+    Ok(())
+}
+
+/// Opening options for the cache: only the cache's own config and no environment (so the
+/// operator's `GIT_SSH_COMMAND`, credential helpers or `insteadOf` rules cannot redirect a
+/// source), except proxy variables; plus in-memory settings for this source.
+fn open_options(config: &SourceConfig) -> gix::open::Options {
+    let mut permissions = gix::open::Permissions::isolated();
+    permissions.env.http_transport = gix::sec::Permission::Allow;
+    let secs = config.timeout.as_secs().max(1);
+    let mut overrides = vec![
+        format!("gitoxide.userAgent=kitsync/{}", env!("CARGO_PKG_VERSION")),
+        format!("gitoxide.http.connectTimeout={}", config.timeout.as_millis().max(1)),
+        // Abort a transfer that stalls below 1 KiB/s for the whole timeout.
+        "http.lowSpeedLimit=1024".to_owned(),
+        format!("http.lowSpeedTime={secs}"),
+    ];
+    if let Some(ssh) = config.auth.ssh_command(secs) {
+        overrides.push(format!("core.sshCommand={ssh}"));
+        overrides.push("ssh.variant=ssh".to_owned());
+    }
+    gix::open::Options::default()
+        .permissions(permissions)
+        .config_overrides(overrides)
+}
+
+fn parse_id(hex: &str) -> Result<ObjectId> {
+    ObjectId::from_hex(hex.as_bytes()).map_err(|e| Error::BadRef {
+        reference: hex.to_owned(),
+        reason: format!("not a commit id: {e}"),
+    })
+}
+
+fn has_commit(repo: &gix::Repository, id: ObjectId) -> bool {
+    repo.find_commit(id).is_ok()
+}
+
+/// Whether `descendant` has `ancestor` in its history (or is it).
+fn descends_from(repo: &gix::Repository, descendant: ObjectId, ancestor: ObjectId) -> bool {
+    matches!(repo.merge_base(ancestor, descendant), Ok(Some(base)) if base.detach() == ancestor)
+}
+
+/// The commit the cache holds for `reference`, if any.
+fn resolve_local(repo: &gix::Repository, reference: &RefSpec) -> Option<ObjectId> {
+    let peel = |name: &str| -> Option<ObjectId> {
+        let mut r = repo.try_find_reference(name).ok()??;
+        Some(r.peel_to_commit().ok()?.id)
+    };
+    match reference {
+        RefSpec::Branch(_) | RefSpec::Tag(_) => peel(&reference.full_name()?),
+        RefSpec::Semver(req) => {
+            let names: Vec<String> = repo
+                .references()
+                .ok()?
+                .tags()
+                .ok()?
+                .filter_map(|r| Some(r.ok()?.name().shorten().to_string()))
+                .collect();
+            let best = best_tag(req, names.iter().map(String::as_str))?;
+            peel(&format!("refs/tags/{best}"))
+        }
+        RefSpec::Commit(hex) => {
+            let id = ObjectId::from_hex(hex.as_bytes()).ok()?;
+            has_commit(repo, id).then_some(id)
+        }
+    }
+}
+
+/// One network operation, run on its own thread.
+struct Fetch {
+    repo: gix::ThreadSafeRepository,
+    url: String,
+    shown_url: String,
+    reference: RefSpec,
+    auth: Auth,
+    previous: Option<ObjectId>,
+}
+
+struct Fetched {
+    target: ObjectId,
+    fetched: bool,
+}
+
+impl Fetch {
+    fn run(self, interrupt: &AtomicBool) -> Result<Fetched> {
+        use gix::remote::Direction;
+        let repo = self.repo.to_thread_local();
+        let login = self.auth.login()?;
+        let secrets: Vec<String> = login.iter().map(|l| l.password.clone()).collect();
+        let fail = |e: gix::Error| classify(&e, &self.shown_url, &secrets);
+
+        let remote = repo
+            .remote_at(self.url.as_str())
+            .map_err(fail)?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(self.reference.fetch_refspecs().iter().map(String::as_str), Direction::Fetch)
+            .map_err(fail)?;
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(fail)?
+            .with_credentials(credentials_fn(login));
+        // The handshake and ref listing; a pack is only negotiated by `receive` below.
+        let prepare = connection
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(fail)?;
+        let target = self.target(&prepare.ref_map().remote_refs)?;
+        if Some(target) == self.previous && has_commit(&repo, target) {
+            return Ok(Fetched { target, fetched: false });
+        }
+        prepare.receive(gix::progress::Discard, interrupt).map_err(fail)?;
+        if !has_commit(&repo, target) {
+            return Err(Error::MissingRef {
+                url: self.shown_url.clone(),
+                reference: self.reference.to_string(),
+            });
+        }
+        Ok(Fetched { target, fetched: true })
+    }
+
+    /// The commit the remote's refs say the reference points at.
+    fn target(&self, refs: &[gix::protocol::handshake::Ref]) -> Result<ObjectId> {
+        // A peeled tag's commit is the third element; otherwise the ref's own object.
+        let commit_of = |r: &gix::protocol::handshake::Ref| {
+            let (_, direct, peeled) = r.unpack();
+            peeled.or(direct).map(ToOwned::to_owned)
+        };
+        let missing = || Error::MissingRef {
+            url: self.shown_url.clone(),
+            reference: self.reference.to_string(),
+        };
+        match &self.reference {
+            RefSpec::Branch(_) | RefSpec::Tag(_) => {
+                let full = self.reference.full_name().unwrap_or_default();
+                refs.iter()
+                    .find(|r| r.unpack().0 == full.as_str())
+                    .and_then(commit_of)
+                    .ok_or_else(missing)
+            }
+            RefSpec::Semver(req) => {
+                let tags: Vec<(&str, &gix::protocol::handshake::Ref)> = refs
+                    .iter()
+                    .filter_map(|r| Some((std::str::from_utf8(r.unpack().0.strip_prefix(b"refs/tags/")?).ok()?, r)))
+                    .collect();
+                let best = best_tag(req, tags.iter().map(|(name, _)| *name)).ok_or_else(|| Error::NoMatchingTag {
+                    url: self.shown_url.clone(),
+                    requirement: req.to_string(),
+                })?;
+                tags.iter()
+                    .find(|(name, _)| *name == best)
+                    .and_then(|(_, r)| commit_of(r))
+                    .ok_or_else(missing)
+            }
+            RefSpec::Commit(hex) => parse_id(hex),
+        }
+    }
+}
+
+/// Maps a gix error to ours by its classification, then by its text (ssh reports through
+/// stderr only). The text is redacted before it is kept.
+fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
+    use std::io::ErrorKind as K;
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let text = redact_text(
+        &error.iter_errors().map(ToString::to_string).collect::<Vec<_>>().join(": "),
+        &secrets,
+    );
+    let lower = text.to_ascii_lowercase();
+    let io_kind = error.classify().find_map(|c| c.io_kind()).or_else(|| {
+        error
+            .iter_errors()
+            .find_map(|e| e.downcast_ref::<std::io::Error>().map(std::io::Error::kind))
+    });
+    let denied = error.is_unauthenticated()
+        || error.is_permission_denied()
+        || ["permission denied", "authentication failed", "status 401", "status 403", "host key verification failed"]
+            .iter()
+            .any(|needle| lower.contains(needle));
+    if denied {
+        return Error::Unauthenticated { url: url.to_owned() };
+    }
+    let unreachable_kind = io_kind.filter(|k| {
+        matches!(
+            k,
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::TimedOut
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::AddrNotAvailable
+        )
+    });
+    let unreachable_text = [
+        "could not connect",
+        "could not resolve",
+        "connection refused",
+        "timed out",
+        "dns error",
+        "error sending request",
+        "name or service not known",
+        "no route to host",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle));
+    if unreachable_kind.is_some() || unreachable_text {
+        return Error::Unreachable {
+            url: url.to_owned(),
+            source: std::io::Error::new(unreachable_kind.unwrap_or(K::Other), text),
+        };
+    }
+    Error::Git(format!("{url}: {text}"))
+}
+
+enum Bounded<T> {
+    Done(T),
+    TimedOut(JoinHandle<()>),
+    Failed(String),
+}
+
+/// Runs `job` on its own thread and waits at most `timeout`. On timeout the job's interrupt
+/// flag is raised and its thread handed back, still running.
+fn bounded<T: Send + 'static>(timeout: Duration, job: impl FnOnce(&AtomicBool) -> T + Send + 'static) -> Bounded<T> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::sync_channel(1);
+    let flag = Arc::clone(&interrupt);
+    let spawned = std::thread::Builder::new()
+        .name("kitsync-fetch".into())
+        .spawn(move || {
+            // The receiver is gone after a timeout; the result is then dropped.
+            let _ = tx.send(job(&flag));
+        });
+    let handle = match spawned {
+        Ok(handle) => handle,
+        Err(e) => return Bounded::Failed(format!("could not start a network thread: {e}")),
+    };
+    match rx.recv_timeout(timeout) {
+        Ok(value) => {
+            let _ = handle.join();
+            Bounded::Done(value)
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            interrupt.store(true, Ordering::Relaxed);
+            Bounded::TimedOut(handle)
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Bounded::Failed("the network thread panicked".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_that_look_like_options_are_refused() {
+        for url in ["-u", "  --upload-pack=evil", "ssh://-oProxyCommand=evil/x", "ext::sh -c evil", "file:///-x"] {
+            let err = check_url(url, &redact_url(url));
+            assert!(matches!(err, Err(Error::BadRef { .. })), "{url}: {err:?}");
+        }
+        for url in ["https://example.com/r.git", "git@example.com:r.git", "/tmp/r", "file:///tmp/r", "git://h/r"] {
+            check_url(url, url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn bounded_gives_up_waiting() {
+        let started = std::time::Instant::now();
+        let outcome = bounded(Duration::from_millis(50), |interrupt: &AtomicBool| {
+            while !interrupt.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        assert!(matches!(outcome, Bounded::TimedOut(_)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let Bounded::TimedOut(handle) = outcome else { return };
+        handle.join().expect("the job saw the interrupt and ended");
+    }
+
+    #[test]
+    fn debug_redacts_the_url() {
+        let config = SourceConfig::new("https://bob:hunter2@example.com/r.git", RefSpec::Branch("main".into()), "/tmp/c");
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2") && !text.contains("bob"), "{text}");
+    }
+}
