@@ -56,3 +56,46 @@ impl fmt::Display for Diagnostic {
         Ok(())
     }
 }
+
+/// A place in the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// Repository-relative file.
+    pub file: String,
+    /// One-based line.
+    pub line: u32,
+    /// One-based column, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.column {
+            Some(column) => write!(f, "{}:{}:{}", self.file, self.line, column),
+            None => write!(f, "{}:{}", self.file, self.line),
+        }
+    }
+}
+
+/// A diagnostic placed in context: which kit, which plugin (or `kitsync` for the host),
+/// and where in the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The kit it concerns.
+    pub kit: String,
+    /// Plugin path, or `kitsync` for findings of the host itself.
+    pub source: String,
+    /// The finding.
+    #[serde(flatten)]
+    pub diagnostic: Diagnostic,
+    /// Where it is, when it can be placed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// The offending source line, when located.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+}
+
+/// The `source` of findings raised by kitsync itself (parsing, guards, plugin failures).
+pub const HOST_SOURCE: &str = "kitsync";

@@ -1,6 +1,7 @@
 //! kitsync: a GitOps reconciler for Kubernetes with sandboxed WebAssembly policies.
 //!
-//! The library is the pipeline; modules are listed in data order.
+//! The library is the pipeline; modules are listed in data order, and `check` (review)
+//! and `serve` (reconcile) call the same [`render`] stage.
 //!
 //! ```no_run
 //! use kitsync::plugin::{Engine, EngineConfig};
@@ -18,11 +19,28 @@
 //! # }
 //! ```
 
-pub mod cli;
-pub mod diagnostic;
-pub mod manifest;
+// Objects with identity and origin.
 pub mod object;
+// Findings and their locations.
+pub mod diagnostic;
+// Git sources and in-memory snapshots of a revision.
+pub mod source;
+// Kits and the platform file.
+pub mod kit;
+// YAML manifests to objects.
+pub mod manifest;
+// The sandboxed plugin engine.
 pub mod plugin;
+// Host guards shared by check and apply.
+pub mod guard;
+// The per-kit pipeline: parse, defaults, transforms, validators, guards.
+pub mod render;
+// Object-level differences between renders.
+pub mod diff;
+// Output formats for findings and diffs.
+pub mod report;
+// The command line.
+pub mod cli;
 
-pub use diagnostic::{Diagnostic, Severity};
+pub use diagnostic::{Diagnostic, Finding, Location, Severity};
 pub use object::{Object, ObjectRef, Origin};

@@ -4,6 +4,7 @@
 mod cli;
 mod first_party;
 mod sandbox;
+mod source;
 
 use kitsync::Object;
 use kitsync::plugin::{Engine, EngineConfig, Limits, Plugin};

@@ -2,6 +2,9 @@
 
 use crate::object::{MissingField, Object, Origin};
 use serde_json::Value;
+mod lines;
+
+pub use lines::{LineIndex, escape_segment};
 use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
 
 /// Largest manifest file read, in bytes.
@@ -142,12 +145,15 @@ mod tests {
 
     #[test]
     fn documents_keep_their_lines() {
-        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: x\ndata:\n  mode: 0644\n";
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n---\n---\n--- null\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: x\ndata:\n  mode: 0644\n";
         let objects = parse("kits/a/svc.yaml", text).expect("parses");
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[0].origin.as_ref().and_then(|o| o.line), Some(1));
         let second = objects[1].origin.as_ref().expect("origin");
-        assert_eq!((second.document, second.line), (2, Some(7)));
+        assert_eq!((second.document, second.line), (1, Some(9)));
+        // Empty and null documents are skipped alike by the parser and the line index.
+        let index = LineIndex::build(text);
+        assert_eq!(index.line(second.document, "/metadata/namespace"), Some(13));
         assert_eq!(objects[1].value["data"]["mode"], 420);
     }
 

@@ -1,0 +1,209 @@
+//! The command line: clap definitions lowered into library calls. No pipeline logic lives here.
+
+mod check;
+mod plugin;
+
+use crate::diagnostic::Severity;
+use crate::plugin::{Engine, EngineConfig, Limits};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// kitsync keeps Kubernetes clusters in step with a Git repository of kits.
+#[derive(Debug, Parser)]
+#[command(name = "kitsync", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KITSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info`, `kitsync=debug` (RUST_LOG syntax).
+    #[arg(long, global = true, default_value = "warn", env = "KITSYNC_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every kit's pipeline without a cluster and report policy findings.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(check::CheckArgs),
+    /// Print each kit's final objects as YAML, after transforms and validation.
+    #[command(after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture")]
+    Render(check::RenderArgs),
+    /// Inspect and run policy plugins (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+const CHECK_EXAMPLES: &str = "Examples:
+  kitsync check examples
+  kitsync check . --base origin/main --format github
+  kitsync check --repo https://git.example.com/platform/gitops.git --ref main --format sarif > kitsync.sarif
+
+Exit status: 0 clean, 1 findings at or above --fail-on (or a kit that cannot render), 2 usage or internal error.";
+
+/// `kitsync plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a plugin's sha256, world, metadata and imports.
+    #[command(
+        after_help = "Example:\n  kitsync plugin inspect target/wasm-plugins/wasm32-wasip2/release/port_range.wasm"
+    )]
+    Inspect {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Sandbox and cache settings.
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Run a plugin on YAML manifests; print findings, or the transformed YAML.
+    ///
+    /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
+    /// 2 when the plugin fails (bad config, trap, deadline, memory) or input is bad.
+    #[command(
+        after_help = "Example:\n  kitsync plugin run port_range.wasm --config '{\"min\":1024,\"max\":32767}' --input examples/kits/manufracture/vision.yaml"
+    )]
+    Run {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Plugin configuration as JSON text.
+        #[arg(long, default_value = "null")]
+        config: String,
+        /// Manifest files (multi-document YAML); `-` reads stdin.
+        #[arg(long = "input", short = 'i', required = true)]
+        inputs: Vec<PathBuf>,
+        /// Refuse the plugin unless its sha256 is this (64 hex digits, `sha256:` prefix allowed).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Lowest severity that makes the exit status 1.
+        #[arg(long, value_enum, default_value_t = FailOn::Error)]
+        fail_on: FailOn,
+        /// Sandbox and cache settings.
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+/// Severity threshold for a failing exit status.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FailOn {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Any finding.
+    Info,
+}
+
+impl FailOn {
+    fn threshold(self) -> Severity {
+        match self {
+            FailOn::Error => Severity::Error,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Info => Severity::Info,
+        }
+    }
+}
+
+/// Sandbox and cache settings shared by plugin commands.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Linear memory cap per plugin instance, in MiB [default: platform file, else 64].
+    #[arg(long, value_name = "MIB")]
+    pub plugin_memory: Option<u64>,
+    /// Deadline per plugin call, in milliseconds [default: platform file, else 2000].
+    #[arg(long, value_name = "MS")]
+    pub plugin_deadline: Option<u64>,
+    /// Directory for compiled plugin code [default: $XDG_CACHE_HOME/kitsync/plugins].
+    #[arg(long, env = "KITSYNC_PLUGIN_CACHE", value_name = "DIR")]
+    pub plugin_cache: Option<PathBuf>,
+    /// Do not cache compiled plugin code on disk.
+    #[arg(long)]
+    pub no_plugin_cache: bool,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> Result<Engine> {
+        self.engine_with(None, None)
+    }
+
+    /// An engine whose limits come from the flags, else the platform's values, else defaults.
+    fn engine_with(&self, platform_memory: Option<u64>, platform_deadline: Option<u64>) -> Result<Engine> {
+        let defaults = Limits::default();
+        let memory_mib = self.plugin_memory.or(platform_memory).unwrap_or(defaults.memory_mib);
+        let deadline = self
+            .plugin_deadline
+            .or(platform_deadline)
+            .map_or(defaults.deadline, Duration::from_millis);
+        let cache_dir = if self.no_plugin_cache {
+            None
+        } else {
+            self.plugin_cache.clone().or_else(default_cache_dir)
+        };
+        let config = EngineConfig {
+            limits: Limits {
+                memory_mib,
+                deadline,
+                ..defaults
+            },
+            cache_dir,
+            ..EngineConfig::default()
+        };
+        Engine::new(config).context("starting the plugin engine")
+    }
+}
+
+/// `$XDG_CACHE_HOME/kitsync` or `~/.cache/kitsync`.
+fn cache_root() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("kitsync"))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    cache_root().map(|r| r.join("plugins"))
+}
+
+/// What a command asks `main` to exit with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Clean,
+    /// Exit 1: findings at or above the threshold.
+    Findings,
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Check(args) => check::check(&args),
+        Command::Render(args) => check::render(&args),
+        Command::Plugin(PluginCommand::Inspect { file, json, engine }) => plugin::inspect(&file, json, &engine),
+        Command::Plugin(PluginCommand::Run {
+            file,
+            config,
+            inputs,
+            sha256,
+            fail_on,
+            engine,
+        }) => plugin::run(&file, &config, &inputs, sha256.as_deref(), fail_on, &engine),
+    }
+}
+

@@ -1,0 +1,125 @@
+//! `kitsync plugin inspect|run`: one plugin on local files.
+
+use super::{EngineArgs, FailOn, Outcome};
+use crate::diagnostic::Diagnostic;
+use crate::object::Object;
+use crate::plugin::{Engine, World};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+fn load(engine: &Engine, file: &Path, pin: Option<&str>) -> Result<crate::plugin::Plugin> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("reading plugin {}", file.display()))?;
+    Ok(engine.load(&file.display().to_string(), &bytes, pin)?)
+}
+
+pub(super) fn inspect(file: &Path, json: bool, args: &EngineArgs) -> Result<Outcome> {
+    let engine = args.engine()?;
+    let plugin = load(&engine, file, None)?;
+    let meta = plugin.metadata();
+    if json {
+        let value = serde_json::json!({
+            "file": file.display().to_string(),
+            "sha256": plugin.sha256(),
+            "world": plugin.world().to_string(),
+            "metadata": meta,
+            "imports": plugin.imports(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(Outcome::Clean);
+    }
+    println!("file:     {}", file.display());
+    println!("sha256:   {}", plugin.sha256());
+    println!("world:    {}", plugin.world());
+    println!("name:     {}", meta.name);
+    println!("version:  {}", meta.version);
+    let kinds = if meta.kinds.is_empty() {
+        "(all)".to_owned()
+    } else {
+        meta.kinds.join(", ")
+    };
+    println!("kinds:    {kinds}");
+    println!("imports:");
+    for import in plugin.imports() {
+        println!("  {import}");
+    }
+    match &meta.config_schema {
+        Some(schema) => println!("config schema:\n{}", serde_json::to_string_pretty(schema)?),
+        None => println!("config schema: (none)"),
+    }
+    Ok(Outcome::Clean)
+}
+
+fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<Object>> {
+    let mut objects = Vec::new();
+    for input in inputs {
+        let (name, text) = if input.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading stdin")?;
+            ("<stdin>".to_owned(), text)
+        } else {
+            let text = std::fs::read_to_string(input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            (input.display().to_string(), text)
+        };
+        objects.extend(crate::manifest::parse(&name, &text)?);
+    }
+    Ok(objects)
+}
+
+pub(super) fn run(
+    file: &Path,
+    config: &str,
+    inputs: &[PathBuf],
+    pin: Option<&str>,
+    fail_on: FailOn,
+    args: &EngineArgs,
+) -> Result<Outcome> {
+    let config: serde_json::Value =
+        serde_json::from_str(config).context("--config is not valid JSON")?;
+    let objects = read_inputs(inputs)?;
+    let engine = args.engine()?;
+    let plugin = load(&engine, file, pin)?;
+    let configured = plugin.configure(&config)?;
+    let diagnostics = match plugin.world() {
+        World::Validator => configured.validate(&objects)?,
+        World::Transformer => {
+            let output = configured.transform(&objects)?;
+            print!(
+                "{}",
+                crate::manifest::to_yaml(&output.objects).context("writing YAML")?
+            );
+            output.diagnostics
+        }
+    };
+    // Findings go to stderr for transformers so stdout stays valid YAML.
+    let to_stderr = plugin.world() == World::Transformer;
+    for diagnostic in &diagnostics {
+        let line = format_finding(diagnostic, &objects);
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    let threshold = fail_on.threshold();
+    Ok(if diagnostics.iter().any(|d| d.severity >= threshold) {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// `file:line: severity [rule] message`, located through the object's origin.
+fn format_finding(diagnostic: &Diagnostic, objects: &[Object]) -> String {
+    let origin = diagnostic
+        .object
+        .as_ref()
+        .and_then(|id| objects.iter().find(|o| &o.id == id))
+        .and_then(|o| o.origin.as_ref());
+    match origin {
+        Some(origin) => format!("{origin}: {diagnostic}"),
+        None => diagnostic.to_string(),
+    }
+}

@@ -1,0 +1,218 @@
+//! Host guards, always on: what a kit may create, checked before anything is applied.
+//!
+//! The same checks run in `check` (as findings) and before apply (as refusals), so a
+//! change that passes review is exactly what the apply stage accepts.
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::object::Object;
+
+/// Label every applied object carries, naming its kit.
+pub const KIT_LABEL: &str = "kitsync.dev/kit";
+
+/// Kinds that are cluster-scoped in every Kubernetes release kitsync supports.
+/// Custom kinds are namespaced unless a CRD in the same kit says `scope: Cluster`.
+const CLUSTER_SCOPED: &[&str] = &[
+    "APIService",
+    "CSIDriver",
+    "CSINode",
+    "CertificateSigningRequest",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ComponentStatus",
+    "CustomResourceDefinition",
+    "FlowSchema",
+    "IngressClass",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "PriorityClass",
+    "PriorityLevelConfiguration",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+];
+
+/// Whether objects of `kind` are cluster-scoped, given the CRDs the kit itself defines.
+pub fn is_cluster_scoped(kind: &str, api_version: &str, kit_objects: &[Object]) -> bool {
+    // A CRD may reuse a built-in kind name in its own group; only built-in groups count here.
+    if CLUSTER_SCOPED.contains(&kind) && is_builtin_group(api_version) {
+        return true;
+    }
+    let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+    kit_objects.iter().any(|o| {
+        o.id.kind == "CustomResourceDefinition"
+            && o.value.pointer("/spec/group").and_then(|g| g.as_str()) == Some(group)
+            && o.value.pointer("/spec/names/kind").and_then(|k| k.as_str()) == Some(kind)
+            && o.value.pointer("/spec/scope").and_then(|s| s.as_str()) == Some("Cluster")
+    })
+}
+
+fn is_builtin_group(api_version: &str) -> bool {
+    match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => !group.contains('.') || group.ends_with(".k8s.io"),
+    }
+}
+
+/// What the guards need to know about the kit and the host.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    /// The kit's name.
+    pub kit: &'a str,
+    /// The kit's namespace.
+    pub namespace: &'a str,
+    /// Whether the platform lets this kit create cluster-scoped objects.
+    pub cluster_scoped_allowed: bool,
+    /// The host's own namespace, never written to.
+    pub host_namespace: &'a str,
+}
+
+fn finding(rule: &str, object: &Object, path: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        rule: format!("kitsync/{rule}"),
+        message,
+        object: Some(object.id.clone()),
+        path: Some(path.to_owned()),
+    }
+}
+
+/// Fills in defaults the guards rely on: the kit's namespace on namespaced objects that
+/// have none, and the ownership label on every object.
+pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) {
+    let snapshot: Vec<Object> = objects.to_vec();
+    for object in objects.iter_mut() {
+        let cluster = is_cluster_scoped(&object.id.kind, &object.id.api_version, &snapshot);
+        let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
+            continue;
+        };
+        if !cluster && object.id.namespace.is_none() {
+            metadata.insert("namespace".into(), scope.namespace.into());
+            object.id.namespace = Some(scope.namespace.to_owned());
+        }
+        let labels = metadata
+            .entry("labels")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.entry(KIT_LABEL).or_insert_with(|| scope.kit.into());
+        }
+    }
+}
+
+/// Checks every object against the kit's scope; returns one error finding per violation.
+pub fn check(scope: &Scope<'_>, objects: &[Object]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for object in objects {
+        let cluster = is_cluster_scoped(&object.id.kind, &object.id.api_version, objects);
+        match (&object.id.namespace, cluster) {
+            (Some(ns), false) if ns == scope.host_namespace => out.push(finding(
+                "host-namespace",
+                object,
+                "/metadata/namespace",
+                format!("{} is in kitsync's own namespace {ns}; kits may never write there", object.id),
+            )),
+            (Some(ns), false) if ns != scope.namespace => out.push(finding(
+                "namespace-escape",
+                object,
+                "/metadata/namespace",
+                format!(
+                    "{} is in namespace {ns}, but kit {} may only write to namespace {}",
+                    object.id, scope.kit, scope.namespace
+                ),
+            )),
+            (_, true) if !scope.cluster_scoped_allowed && !is_own_namespace(scope, object) => out.push(finding(
+                "cluster-scoped",
+                object,
+                "/kind",
+                format!(
+                    "{} is cluster-scoped and the platform does not allow kit {} to create cluster-scoped objects (kitsync.yaml clusterScoped)",
+                    object.id, scope.kit
+                ),
+            )),
+            _ => {}
+        }
+        let owner = object
+            .value
+            .pointer(&format!("/metadata/labels/{}", KIT_LABEL.replace('/', "~1")))
+            .and_then(|v| v.as_str());
+        if let Some(owner) = owner
+            && owner != scope.kit
+        {
+            out.push(finding(
+                "foreign-owner",
+                object,
+                "/metadata/labels",
+                format!("{} carries {KIT_LABEL}={owner}; kit {} cannot take over another kit's object", object.id, scope.kit),
+            ));
+        }
+    }
+    out
+}
+
+/// A kit may declare its own Namespace object.
+fn is_own_namespace(scope: &Scope<'_>, object: &Object) -> bool {
+    object.id.kind == "Namespace" && object.id.api_version == "v1" && object.id.name == scope.namespace
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(value: serde_json::Value) -> Object {
+        Object::new(value, None).expect("identity")
+    }
+
+    const SCOPE: Scope<'static> = Scope {
+        kit: "manufracture",
+        namespace: "manufracture",
+        cluster_scoped_allowed: false,
+        host_namespace: "kitsync-system",
+    };
+
+    #[test]
+    fn defaults_set_namespace_and_label() {
+        let mut objects = vec![
+            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vision"}})),
+            obj(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "manufracture"}})),
+        ];
+        apply_defaults(&SCOPE, &mut objects);
+        assert_eq!(objects[0].id.namespace.as_deref(), Some("manufracture"));
+        assert_eq!(objects[0].value["metadata"]["labels"][KIT_LABEL], "manufracture");
+        assert_eq!(objects[1].id.namespace, None);
+        assert!(check(&SCOPE, &objects).is_empty());
+    }
+
+    #[test]
+    fn escapes_and_takeovers_are_refused() {
+        let objects = vec![
+            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "smithereens"}})),
+            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "kitsync-system"}})),
+            obj(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "c"}})),
+            obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d", "namespace": "manufracture", "labels": {KIT_LABEL: "smithereens"}}})),
+        ];
+        let rules: Vec<String> = check(&SCOPE, &objects).into_iter().map(|d| d.rule).collect();
+        assert_eq!(
+            rules,
+            ["kitsync/namespace-escape", "kitsync/host-namespace", "kitsync/cluster-scoped", "kitsync/foreign-owner"]
+        );
+    }
+
+    #[test]
+    fn crd_scope_decides_for_custom_kinds() {
+        let objects = vec![
+            obj(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                       "metadata": {"name": "widgets.example.com"},
+                       "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"}}})),
+        ];
+        assert!(is_cluster_scoped("Widget", "example.com/v1", &objects));
+        assert!(!is_cluster_scoped("Gadget", "example.com/v1", &objects));
+        assert!(is_cluster_scoped("ClusterRole", "rbac.authorization.k8s.io/v1", &[]));
+    }
+}

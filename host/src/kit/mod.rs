@@ -1,0 +1,222 @@
+//! Kits and the platform file: discovery in a snapshot, strict parsing, defaults applied.
+//!
+//! `kit.yaml` and the root `kitsync.yaml` are lowered once into a resolved [`Kit`] and
+//! [`Platform`]; the render stage never sees the raw files.
+
+mod files;
+mod paths;
+
+pub use files::{KitFile, PlatformFile, PluginRef};
+pub use paths::normalize;
+
+use crate::source::Snapshot;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Name of the file that makes a directory a kit.
+pub const KIT_FILE: &str = "kit.yaml";
+/// Name of the platform file at the repository root.
+pub const PLATFORM_FILE: &str = "kitsync.yaml";
+
+/// A kit or platform file that cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The file does not parse or does not match the schema.
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        /// Repository-relative file.
+        file: String,
+        /// One-based line (0 when unknown).
+        line: u64,
+        /// One-based column (0 when unknown).
+        column: u64,
+        /// What is wrong, with a hint when the parser gives one.
+        message: String,
+    },
+    /// A value is well-formed YAML but not acceptable.
+    #[error("{file}: {message}")]
+    Invalid {
+        /// Repository-relative file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two kits claim the same namespace.
+    #[error("kits {first} and {second} both claim namespace {namespace}")]
+    NamespaceClaimed {
+        /// The namespace.
+        namespace: String,
+        /// The kit that claimed it first (in path order).
+        first: String,
+        /// The other kit.
+        second: String,
+    },
+    /// Two kit directories have the same name.
+    #[error("two kits are named {name}: {first} and {second}")]
+    DuplicateName {
+        /// The kit name.
+        name: String,
+        /// First directory.
+        first: String,
+        /// Second directory.
+        second: String,
+    },
+}
+
+/// A plugin to run, pinned by digest, with its configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PluginSpec {
+    /// Repository-relative, normalised path of the component.
+    pub path: String,
+    /// Expected sha256, lowercase hex.
+    pub sha256: String,
+    /// Configuration handed to the plugin.
+    pub config: serde_json::Value,
+    /// File that declared it (for messages).
+    pub declared_in: String,
+}
+
+/// The platform file, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Platform {
+    /// Transformers run on every kit after its own.
+    pub transform: Vec<PluginSpec>,
+    /// Validators run on every kit after its own.
+    pub validate: Vec<PluginSpec>,
+    /// Kits allowed to create cluster-scoped objects.
+    pub cluster_scoped: BTreeSet<String>,
+    /// Defaults for every kit.
+    pub defaults: files::Defaults,
+    /// Plugin memory cap in MiB, if the platform sets one.
+    pub plugin_memory_mib: Option<u64>,
+    /// Plugin deadline in ms, if the platform sets one.
+    pub plugin_deadline_ms: Option<u64>,
+    /// Raw bytes of the platform file (part of every kit's input hash).
+    pub raw: Vec<u8>,
+}
+
+/// A kit, resolved: defaults applied, paths normalised, plugins pinned.
+#[derive(Debug, Clone)]
+pub struct Kit {
+    /// Kit name (its directory's last component).
+    pub name: String,
+    /// Repository-relative directory.
+    pub dir: String,
+    /// Namespace its namespaced objects go to.
+    pub namespace: String,
+    /// Manifest files, repository-relative, sorted.
+    pub manifests: Vec<String>,
+    /// Kit transformers, in order.
+    pub transform: Vec<PluginSpec>,
+    /// Kit validators.
+    pub validate: Vec<PluginSpec>,
+    /// Kits that must be applied first.
+    pub depends_on: Vec<String>,
+    /// Delete objects removed from the kit.
+    pub prune: bool,
+    /// Skip this kit.
+    pub suspend: bool,
+    /// Service account to impersonate when applying.
+    pub service_account: Option<String>,
+    /// Health wait timeout.
+    pub timeout: Duration,
+    /// Correct drift (true) or only report it.
+    pub self_heal: bool,
+    /// Force server-side apply conflicts.
+    pub force: bool,
+}
+
+/// Everything found in a snapshot: the platform and each kit (or why it is unusable).
+#[derive(Debug)]
+pub struct Discovery {
+    /// The platform file, or defaults when there is none.
+    pub platform: Result<Platform, Error>,
+    /// Kits by name; a kit whose kit.yaml is bad is an `Err` and the others go on.
+    pub kits: BTreeMap<String, Result<Kit, Error>>,
+}
+
+/// Finds every kit in `snapshot` and parses the platform file.
+pub fn discover(snapshot: &Snapshot) -> Discovery {
+    let platform = match snapshot.get(PLATFORM_FILE) {
+        Some(bytes) => files::parse_platform(PLATFORM_FILE, bytes),
+        None => Ok(Platform::default()),
+    };
+    let defaults = platform.as_ref().map(|p| p.defaults.clone()).unwrap_or_default();
+
+    let kit_dirs: Vec<String> = snapshot
+        .files()
+        .filter_map(|(path, _)| {
+            let dir = path.strip_suffix(KIT_FILE)?;
+            (dir.is_empty() || dir.ends_with('/')).then(|| dir.trim_end_matches('/').to_owned())
+        })
+        .collect();
+
+    let mut kits: BTreeMap<String, Result<Kit, Error>> = BTreeMap::new();
+    let mut dirs_by_name: BTreeMap<String, String> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
+    for dir in &kit_dirs {
+        let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("root").to_owned();
+        if let Some(first) = dirs_by_name.get(&name) {
+            let error = Error::DuplicateName {
+                name: name.clone(),
+                first: first.clone(),
+                second: dir.clone(),
+            };
+            kits.insert(name.clone(), Err(error));
+            continue;
+        }
+        dirs_by_name.insert(name.clone(), dir.clone());
+        let file = if dir.is_empty() { KIT_FILE.to_owned() } else { format!("{dir}/{KIT_FILE}") };
+        let bytes = snapshot.get(&file).unwrap_or_default();
+        let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).map(|mut kit| {
+            kit.manifests = manifests_of(snapshot, dir, &kit_dirs, &kit.manifests);
+            kit
+        });
+        let kit = kit.and_then(|kit| match namespaces.get(&kit.namespace) {
+            Some(first) => Err(Error::NamespaceClaimed {
+                namespace: kit.namespace.clone(),
+                first: first.clone(),
+                second: kit.name.clone(),
+            }),
+            None => {
+                namespaces.insert(kit.namespace.clone(), kit.name.clone());
+                Ok(kit)
+            }
+        });
+        kits.insert(name, kit);
+    }
+    Discovery { platform, kits }
+}
+
+fn is_yaml(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
+}
+
+/// The kit's manifest files: the listed ones (files or directories below the kit), or by
+/// default every YAML file below the kit directory except kit.yaml and other kits' files.
+fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[String]) -> Vec<String> {
+    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let nested: Vec<String> = kit_dirs
+        .iter()
+        .filter(|d| d.as_str() != dir && (prefix.is_empty() || d.starts_with(&prefix)))
+        .map(|d| format!("{d}/"))
+        .collect();
+    let wanted = |path: &str| -> bool {
+        if listed.is_empty() {
+            return true;
+        }
+        listed.iter().any(|l| path == l || path.starts_with(&format!("{l}/")))
+    };
+    let mut out: Vec<String> = snapshot
+        .files()
+        .map(|(path, _)| path)
+        .filter(|path| path.starts_with(&prefix) && is_yaml(path))
+        .filter(|path| path.rsplit('/').next() != Some(KIT_FILE))
+        .filter(|path| !nested.iter().any(|n| path.starts_with(n.as_str())))
+        .filter(|path| !(dir.is_empty() && *path == PLATFORM_FILE))
+        .filter(|path| wanted(path))
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,378 @@
+//! The pipeline for one kit at one revision: manifests -> defaults -> kit transforms ->
+//! platform transforms -> kit, platform and trusted validators -> host guards.
+//!
+//! `check` and `serve` both call [`Pipeline::render`]; nothing here touches a cluster.
+//! A kit that fails anywhere yields no objects and an error finding saying why; other
+//! kits go on.
+
+mod hash;
+mod locate;
+
+pub use hash::input_hash;
+
+use crate::diagnostic::{Diagnostic, Finding, HOST_SOURCE, Severity};
+use crate::guard;
+use crate::kit::{Discovery, Kit, Platform, PluginSpec};
+use crate::manifest;
+use crate::object::{Object, ObjectRef};
+use crate::plugin::{Configured, Engine, Plugin};
+use crate::source::Snapshot;
+use locate::Locator;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A policy from the host configuration: runs on every kit, cannot be removed by a commit.
+#[derive(Debug, Clone)]
+pub struct TrustedPolicy {
+    /// Name for messages.
+    pub name: String,
+    /// The component.
+    pub bytes: Arc<[u8]>,
+    /// Its pinned sha256.
+    pub sha256: String,
+    /// Its configuration.
+    pub config: serde_json::Value,
+}
+
+/// Settings of the pipeline that come from the host, not the repository.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The host's own namespace; kits never write there.
+    pub host_namespace: String,
+    /// Policies from the host configuration.
+    pub trusted: Vec<TrustedPolicy>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host_namespace: "kitsync-system".into(),
+            trusted: Vec::new(),
+        }
+    }
+}
+
+/// The result of rendering one kit.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Kit name.
+    pub kit: String,
+    /// Kit namespace (empty when the kit could not be read).
+    pub namespace: String,
+    /// Final objects; empty when `failed`.
+    pub objects: Vec<Object>,
+    /// Every finding, located where possible.
+    pub findings: Vec<Finding>,
+    /// Why the kit cannot be applied, when it cannot (a malfunction or blocking finding).
+    pub failed: Option<String>,
+    /// Hash of every input; equal hashes render equally.
+    pub input_hash: String,
+}
+
+impl Rendered {
+    /// True when the kit has findings at or above `severity` or failed.
+    pub fn blocks_at(&self, severity: Severity) -> bool {
+        self.failed.is_some() || self.findings.iter().any(|f| f.diagnostic.severity >= severity)
+    }
+}
+
+/// The render stage with its plugin engine and loaded plugins (cached by digest).
+pub struct Pipeline {
+    engine: Engine,
+    settings: Settings,
+    plugins: Mutex<HashMap<String, Plugin>>,
+}
+
+/// A blocking malfunction while rendering a kit.
+struct Failure {
+    rule: &'static str,
+    message: String,
+    location: Option<crate::diagnostic::Location>,
+}
+
+impl Failure {
+    fn new(rule: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            rule,
+            message: message.into(),
+            location: None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over `engine`.
+    pub fn new(engine: Engine, settings: Settings) -> Self {
+        Pipeline {
+            engine,
+            settings,
+            plugins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Renders every kit of a discovery, in parallel, in name order.
+    pub fn render_all(&self, snapshot: &Snapshot, discovery: &Discovery) -> Vec<Rendered> {
+        self.render_selected(snapshot, discovery, |_| true)
+    }
+
+    /// Renders the kits whose name `select` accepts, in parallel, in name order.
+    pub fn render_selected(
+        &self,
+        snapshot: &Snapshot,
+        discovery: &Discovery,
+        select: impl Fn(&str) -> bool + Sync,
+    ) -> Vec<Rendered> {
+        let names: Vec<&String> = discovery.kits.keys().filter(|n| select(n)).collect();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(names.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Mutex<BTreeMap<String, Rendered>> = Mutex::new(BTreeMap::new());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = names.get(i) else { break };
+                        let rendered = match (&discovery.platform, &discovery.kits[*name]) {
+                            (Err(e), _) => failed(name, "", "kitsync/platform-file", e.to_string(), None),
+                            (Ok(_), Err(e)) => failed(name, "", "kitsync/kit-file", e.to_string(), kit_error_location(e)),
+                            (Ok(platform), Ok(kit)) => self.render(snapshot, platform, kit),
+                        };
+                        results.lock().unwrap_or_else(PoisonError::into_inner).insert((*name).clone(), rendered);
+                    }
+                });
+            }
+        });
+        results.into_inner().unwrap_or_else(PoisonError::into_inner).into_values().collect()
+    }
+
+    /// Renders one kit at one revision.
+    pub fn render(&self, snapshot: &Snapshot, platform: &Platform, kit: &Kit) -> Rendered {
+        let span = tracing::info_span!("render", kit = %kit.name, revision = %snapshot.revision);
+        let _guard = span.enter();
+        let hash = input_hash(snapshot, platform, kit, &self.settings.trusted);
+        let mut locator = Locator::new(snapshot);
+        let mut findings = Vec::new();
+        let result = self.run(snapshot, platform, kit, &mut locator, &mut findings);
+        let (objects, failed) = match result {
+            Ok(objects) => {
+                let blocking = findings.iter().filter(|f| f.diagnostic.severity == Severity::Error).count();
+                if blocking > 0 {
+                    (Vec::new(), Some(format!("{blocking} error finding(s)")))
+                } else {
+                    (objects, None)
+                }
+            }
+            Err(failure) => {
+                findings.push(Finding {
+                    kit: kit.name.clone(),
+                    source: HOST_SOURCE.into(),
+                    diagnostic: Diagnostic {
+                        severity: Severity::Error,
+                        rule: failure.rule.into(),
+                        message: failure.message.clone(),
+                        object: None,
+                        path: None,
+                    },
+                    snippet: failure.location.as_ref().and_then(|l| locator.snippet(l)),
+                    location: failure.location,
+                });
+                (Vec::new(), Some(failure.message))
+            }
+        };
+        if let Some(reason) = &failed {
+            tracing::warn!(reason, "kit blocked");
+        }
+        Rendered {
+            kit: kit.name.clone(),
+            namespace: kit.namespace.clone(),
+            objects,
+            findings,
+            failed,
+            input_hash: hash,
+        }
+    }
+
+    fn run(
+        &self,
+        snapshot: &Snapshot,
+        platform: &Platform,
+        kit: &Kit,
+        locator: &mut Locator<'_>,
+        findings: &mut Vec<Finding>,
+    ) -> Result<Vec<Object>, Failure> {
+        let mut objects = read_manifests(snapshot, kit)?;
+        let scope = guard::Scope {
+            kit: &kit.name,
+            namespace: &kit.namespace,
+            cluster_scoped_allowed: platform.cluster_scoped.contains(&kit.name),
+            host_namespace: &self.settings.host_namespace,
+        };
+        guard::apply_defaults(&scope, &mut objects);
+        check_duplicates(&objects)?;
+
+        let transforms = kit.transform.iter().chain(&platform.transform);
+        for spec in transforms {
+            let policy = self.configured(snapshot, spec, &kit.name)?;
+            let output = policy.transform(&objects).map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
+            // Transformers may not move objects out of the kit's scope; defaults re-apply.
+            objects = output.objects;
+            guard::apply_defaults(&scope, &mut objects);
+            check_duplicates(&objects)?;
+            findings.extend(output.diagnostics.into_iter().map(|d| locator.place(&kit.name, &spec.path, d, &objects)));
+        }
+
+        let validators: Vec<(String, Configured)> = kit
+            .validate
+            .iter()
+            .chain(&platform.validate)
+            .map(|spec| Ok((spec.path.clone(), self.configured(snapshot, spec, &kit.name)?)))
+            .chain(self.settings.trusted.iter().map(|t| Ok((format!("trusted:{}", t.name), self.trusted(t, &kit.name)?))))
+            .collect::<Result<_, Failure>>()?;
+        for (name, policy) in validators {
+            let diagnostics = policy.validate(&objects).map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
+            findings.extend(diagnostics.into_iter().map(|d| locator.place(&kit.name, &name, d, &objects)));
+        }
+
+        for diagnostic in guard::check(&scope, &objects) {
+            findings.push(locator.place(&kit.name, HOST_SOURCE, diagnostic, &objects));
+        }
+        Ok(objects)
+    }
+
+    fn load(&self, name: &str, bytes: &[u8], sha256: &str) -> Result<Plugin, Failure> {
+        let mut plugins = self.plugins.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(plugin) = plugins.get(sha256) {
+            return Ok(plugin.clone());
+        }
+        // Loading (compile or cache map) happens under the lock so a plugin shared by many
+        // kits is compiled once.
+        let plugin = self
+            .engine
+            .load(name, bytes, Some(sha256))
+            .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
+        plugins.insert(sha256.to_owned(), plugin.clone());
+        Ok(plugin)
+    }
+
+    fn configured(&self, snapshot: &Snapshot, spec: &PluginSpec, kit: &str) -> Result<Configured, Failure> {
+        let bytes = snapshot.get(&spec.path).ok_or_else(|| Failure {
+            rule: "kitsync/plugin-missing",
+            message: format!("plugin {} (declared in {}) does not exist at this revision", spec.path, spec.declared_in),
+            location: None,
+        })?;
+        let plugin = self.load(&spec.path, bytes, &spec.sha256)?;
+        plugin
+            .configure(&spec.config)
+            .map(|c| c.for_kit(kit))
+            .map_err(|e| Failure::new("kitsync/plugin-error", e.in_kit(kit).to_string()))
+    }
+
+    fn trusted(&self, policy: &TrustedPolicy, kit: &str) -> Result<Configured, Failure> {
+        let plugin = self.load(&format!("trusted:{}", policy.name), &policy.bytes, &policy.sha256)?;
+        plugin
+            .configure(&policy.config)
+            .map(|c| c.for_kit(kit))
+            .map_err(|e| Failure::new("kitsync/plugin-error", e.in_kit(kit).to_string()))
+    }
+}
+
+fn failed(kit: &str, namespace: &str, rule: &str, message: String, location: Option<crate::diagnostic::Location>) -> Rendered {
+    Rendered {
+        kit: kit.to_owned(),
+        namespace: namespace.to_owned(),
+        objects: Vec::new(),
+        findings: vec![Finding {
+            kit: kit.to_owned(),
+            source: HOST_SOURCE.into(),
+            diagnostic: Diagnostic {
+                severity: Severity::Error,
+                rule: rule.to_owned(),
+                message: message.clone(),
+                object: None,
+                path: None,
+            },
+            location,
+            snippet: None,
+        }],
+        failed: Some(message),
+        input_hash: String::new(),
+    }
+}
+
+fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Location> {
+    match error {
+        crate::kit::Error::At { file, line, column, .. } => Some(crate::diagnostic::Location {
+            file: file.clone(),
+            line: u32::try_from(*line).unwrap_or(0),
+            column: u32::try_from(*column).ok().filter(|c| *c > 0),
+        }),
+        crate::kit::Error::Invalid { file, .. } => Some(crate::diagnostic::Location {
+            file: file.clone(),
+            line: 1,
+            column: None,
+        }),
+        _ => None,
+    }
+}
+
+fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Failure> {
+    let mut objects = Vec::new();
+    for file in &kit.manifests {
+        let Some(bytes) = snapshot.get(file) else { continue };
+        let text = std::str::from_utf8(bytes).map_err(|e| Failure {
+            rule: "kitsync/invalid-manifest",
+            message: format!("{file}: not UTF-8: {e}"),
+            location: None,
+        })?;
+        objects.extend(manifest::parse(file, text).map_err(|e| {
+            let location = match &e {
+                manifest::Error::Syntax { file, line, column, .. } => Some(crate::diagnostic::Location {
+                    file: file.clone(),
+                    line: u32::try_from(*line).unwrap_or(0),
+                    column: u32::try_from(*column).ok().filter(|c| *c > 0),
+                }),
+                manifest::Error::NotAnObject { file, line, .. } | manifest::Error::MissingIdentity { file, line, .. } => {
+                    Some(crate::diagnostic::Location {
+                        file: file.clone(),
+                        line: *line,
+                        column: None,
+                    })
+                }
+                manifest::Error::TooLarge { .. } => None,
+            };
+            Failure {
+                rule: "kitsync/invalid-manifest",
+                message: e.to_string(),
+                location,
+            }
+        })?);
+    }
+    Ok(objects)
+}
+
+fn check_duplicates(objects: &[Object]) -> Result<(), Failure> {
+    let mut seen: HashMap<(&str, &str, Option<&str>, &str), &Object> = HashMap::new();
+    for object in objects {
+        let group = object.id.api_version.split_once('/').map_or("", |(g, _)| g);
+        let key = (group, object.id.kind.as_str(), object.id.namespace.as_deref(), object.id.name.as_str());
+        if let Some(first) = seen.insert(key, object) {
+            let place = |o: &Object| o.origin.as_ref().map_or("a transformer".to_owned(), |o| o.to_string());
+            return Err(Failure {
+                rule: "kitsync/duplicate-object",
+                message: format!("{} is defined twice: at {} and at {}", describe(&object.id), place(first), place(object)),
+                location: object.origin.as_ref().and_then(|o| {
+                    o.line.map(|line| crate::diagnostic::Location {
+                        file: o.file.clone(),
+                        line,
+                        column: None,
+                    })
+                }),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn describe(id: &ObjectRef) -> String {
+    id.to_string()
+}
