@@ -93,9 +93,7 @@ fn bench(name: &str, path: &str, config: serde_json::Value, objects: &[Object]) 
         let started = Instant::now();
         match plugin.world() {
             kitsync::plugin::World::Validator => drop(policy.validate(objects).expect("validate")),
-            kitsync::plugin::World::Transformer => {
-                drop(policy.transform(objects).expect("transform"))
-            }
+            kitsync::plugin::World::Transformer => drop(policy.transform(objects).expect("transform")),
         }
         calls.push(started.elapsed());
     }
@@ -131,12 +129,7 @@ fn main() {
         json!({"labels": ["app.kubernetes.io/name"]}),
         &objects,
     );
-    bench(
-        "resource-limits",
-        artifacts::RESOURCE_LIMITS,
-        json!({}),
-        &objects,
-    );
+    bench("resource-limits", artifacts::RESOURCE_LIMITS, json!({}), &objects);
     bench(
         "set-labels",
         artifacts::SET_LABELS,

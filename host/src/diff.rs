@@ -61,7 +61,12 @@ pub fn diff(before: &[Object], after: &[Object]) -> Vec<ObjectDiff> {
             }),
             Some(previous) => {
                 let mut fields = Vec::new();
-                compare(String::new(), Some(&previous.value), Some(&object.value), &mut fields);
+                compare(
+                    String::new(),
+                    Some(&previous.value),
+                    Some(&object.value),
+                    &mut fields,
+                );
                 if !fields.is_empty() {
                     if object.id.kind == "Secret" {
                         redact(&mut fields);
@@ -128,11 +133,15 @@ mod tests {
     #[test]
     fn added_removed_and_changed_fields() {
         let before = vec![
-            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vision"}, "spec": {"ports": [{"port": 6776}]}})),
+            obj(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vision"}, "spec": {"ports": [{"port": 6776}]}}),
+            ),
             obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old"}})),
         ];
         let after = vec![
-            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vision"}, "spec": {"ports": [{"port": 5445}]}})),
+            obj(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vision"}, "spec": {"ports": [{"port": 5445}]}}),
+            ),
             obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new"}})),
         ];
         let d = diff(&before, &after);
@@ -152,10 +161,17 @@ mod tests {
 
     #[test]
     fn secret_values_never_show() {
-        let before = vec![obj(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}}))];
-        let after = vec![obj(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "c2VjcmV0"}}))];
+        let before = vec![obj(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}}),
+        )];
+        let after = vec![obj(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "c2VjcmV0"}}),
+        )];
         let text = serde_json::to_string(&diff(&before, &after)).expect("json");
-        assert!(!text.contains("aHVudGVyMg==") && !text.contains("c2VjcmV0"), "{text}");
+        assert!(
+            !text.contains("aHVudGVyMg==") && !text.contains("c2VjcmV0"),
+            "{text}"
+        );
         assert!(text.contains(REDACTED));
     }
 }

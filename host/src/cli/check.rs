@@ -67,8 +67,13 @@ fn snapshot(input: &InputArgs) -> Result<Snapshot> {
             let cache_dir = cache_root()
                 .context("no cache directory: set XDG_CACHE_HOME or HOME")?
                 .join("sources")
-                .join(crate::plugin::sha256_hex(url.as_bytes()).get(..16).unwrap_or("source"));
-            let config = SourceConfig::new(url.clone(), reference, cache_dir).with_timeout(Duration::from_secs(60));
+                .join(
+                    crate::plugin::sha256_hex(url.as_bytes())
+                        .get(..16)
+                        .unwrap_or("source"),
+                );
+            let config =
+                SourceConfig::new(url.clone(), reference, cache_dir).with_timeout(Duration::from_secs(60));
             let source = Source::open(config)?;
             let outcome = source.poll()?;
             Ok(source.snapshot(outcome.commit())?)
@@ -119,7 +124,8 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
         if args.input.repo.is_some() {
             bail!("--base compares against a revision of a local checkout; use it with DIR, not --repo");
         }
-        let base = Snapshot::from_git(&args.input.dir, base_ref).with_context(|| format!("reading --base {base_ref}"))?;
+        let base = Snapshot::from_git(&args.input.dir, base_ref)
+            .with_context(|| format!("reading --base {base_ref}"))?;
         let base_discovery = kit::discover(&base);
         wanted.retain(|name| changed(&head, &discovery, &base, &base_discovery, name));
         base_render = Some((base, base_discovery));
@@ -127,14 +133,20 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
 
     let rendered = pipeline.render_selected(&head, &discovery, |name| wanted.contains(name));
     let base_rendered: Vec<Rendered> = match &base_render {
-        Some((base, base_discovery)) => pipeline.render_selected(base, base_discovery, |name| wanted.contains(name)),
+        Some((base, base_discovery)) => {
+            pipeline.render_selected(base, base_discovery, |name| wanted.contains(name))
+        }
         None => Vec::new(),
     };
     let kits = rendered
         .into_iter()
         .map(|r| {
             let diff = base_render.as_ref().map(|_| {
-                let before = base_rendered.iter().find(|b| b.kit == r.kit).map(|b| b.objects.as_slice()).unwrap_or(&[]);
+                let before = base_rendered
+                    .iter()
+                    .find(|b| b.kit == r.kit)
+                    .map(|b| b.objects.as_slice())
+                    .unwrap_or(&[]);
                 crate::diff::diff(before, &r.objects)
             });
             KitReport { rendered: r, diff }
@@ -156,7 +168,9 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
 /// A kit changed when it is new, its inputs hash differently, or it could not be read on
 /// either side (then checking it is the safe choice).
 fn changed(head: &Snapshot, hd: &Discovery, base: &Snapshot, bd: &Discovery, name: &str) -> bool {
-    let (Ok(hp), Ok(bp)) = (&hd.platform, &bd.platform) else { return true };
+    let (Ok(hp), Ok(bp)) = (&hd.platform, &bd.platform) else {
+        return true;
+    };
     if hp.raw != bp.raw {
         return true;
     }
@@ -189,8 +203,14 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
             eprintln!("kit {}: not rendered: {reason}", r.kit);
             continue;
         }
-        println!("# kit: {} (namespace {}, revision {})", r.kit, r.namespace, head.revision);
-        print!("{}", crate::manifest::to_yaml(&r.objects).context("writing YAML")?);
+        println!(
+            "# kit: {} (namespace {}, revision {})",
+            r.kit, r.namespace, head.revision
+        );
+        print!(
+            "{}",
+            crate::manifest::to_yaml(&r.objects).context("writing YAML")?
+        );
     }
     if failed {
         bail!("some kits could not be rendered");

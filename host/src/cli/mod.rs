@@ -41,7 +41,9 @@ pub enum Command {
     #[command(after_help = CHECK_EXAMPLES)]
     Check(check::CheckArgs),
     /// Print each kit's final objects as YAML, after transforms and validation.
-    #[command(after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture")]
+    #[command(
+        after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture"
+    )]
     Render(check::RenderArgs),
     /// Inspect and run policy plugins (WebAssembly components).
     #[command(subcommand)]
@@ -146,7 +148,10 @@ impl EngineArgs {
     /// An engine whose limits come from the flags, else the platform's values, else defaults.
     fn engine_with(&self, platform_memory: Option<u64>, platform_deadline: Option<u64>) -> Result<Engine> {
         let defaults = Limits::default();
-        let memory_mib = self.plugin_memory.or(platform_memory).unwrap_or(defaults.memory_mib);
+        let memory_mib = self
+            .plugin_memory
+            .or(platform_memory)
+            .unwrap_or(defaults.memory_mib);
         let deadline = self
             .plugin_deadline
             .or(platform_deadline)
@@ -195,7 +200,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Check(args) => check::check(&args),
         Command::Render(args) => check::render(&args),
-        Command::Plugin(PluginCommand::Inspect { file, json, engine }) => plugin::inspect(&file, json, &engine),
+        Command::Plugin(PluginCommand::Inspect { file, json, engine }) => {
+            plugin::inspect(&file, json, &engine)
+        }
         Command::Plugin(PluginCommand::Run {
             file,
             config,
@@ -206,4 +213,3 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }) => plugin::run(&file, &config, &inputs, sha256.as_deref(), fail_on, &engine),
     }
 }
-

@@ -2,14 +2,15 @@
 
 use super::{EngineArgs, FailOn, Outcome};
 use crate::diagnostic::Diagnostic;
+use crate::manifest::LineIndex;
 use crate::object::Object;
 use crate::plugin::{Engine, World};
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn load(engine: &Engine, file: &Path, pin: Option<&str>) -> Result<crate::plugin::Plugin> {
-    let bytes =
-        std::fs::read(file).with_context(|| format!("reading plugin {}", file.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading plugin {}", file.display()))?;
     Ok(engine.load(&file.display().to_string(), &bytes, pin)?)
 }
 
@@ -50,22 +51,24 @@ pub(super) fn inspect(file: &Path, json: bool, args: &EngineArgs) -> Result<Outc
     Ok(Outcome::Clean)
 }
 
-fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<Object>> {
+/// Objects of every input, and a line index per input file for located findings.
+fn read_inputs(inputs: &[PathBuf]) -> Result<(Vec<Object>, HashMap<String, LineIndex>)> {
     let mut objects = Vec::new();
+    let mut lines = HashMap::new();
     for input in inputs {
         let (name, text) = if input.as_os_str() == "-" {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .context("reading stdin")?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
             ("<stdin>".to_owned(), text)
         } else {
-            let text = std::fs::read_to_string(input)
-                .with_context(|| format!("reading {}", input.display()))?;
+            let text =
+                std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
             (input.display().to_string(), text)
         };
         objects.extend(crate::manifest::parse(&name, &text)?);
+        lines.insert(name, LineIndex::build(&text));
     }
-    Ok(objects)
+    Ok((objects, lines))
 }
 
 pub(super) fn run(
@@ -76,9 +79,8 @@ pub(super) fn run(
     fail_on: FailOn,
     args: &EngineArgs,
 ) -> Result<Outcome> {
-    let config: serde_json::Value =
-        serde_json::from_str(config).context("--config is not valid JSON")?;
-    let objects = read_inputs(inputs)?;
+    let config: serde_json::Value = serde_json::from_str(config).context("--config is not valid JSON")?;
+    let (objects, lines) = read_inputs(inputs)?;
     let engine = args.engine()?;
     let plugin = load(&engine, file, pin)?;
     let configured = plugin.configure(&config)?;
@@ -96,7 +98,7 @@ pub(super) fn run(
     // Findings go to stderr for transformers so stdout stays valid YAML.
     let to_stderr = plugin.world() == World::Transformer;
     for diagnostic in &diagnostics {
-        let line = format_finding(diagnostic, &objects);
+        let line = format_finding(diagnostic, &objects, &lines);
         if to_stderr {
             eprintln!("{line}");
         } else {
@@ -111,15 +113,22 @@ pub(super) fn run(
     })
 }
 
-/// `file:line: severity [rule] message`, located through the object's origin.
-fn format_finding(diagnostic: &Diagnostic, objects: &[Object]) -> String {
+/// `file:line: severity [rule] message`, at the line of the field the finding names
+/// (or of its object when the field is not in the source).
+fn format_finding(diagnostic: &Diagnostic, objects: &[Object], lines: &HashMap<String, LineIndex>) -> String {
     let origin = diagnostic
         .object
         .as_ref()
         .and_then(|id| objects.iter().find(|o| &o.id == id))
         .and_then(|o| o.origin.as_ref());
-    match origin {
-        Some(origin) => format!("{origin}: {diagnostic}"),
-        None => diagnostic.to_string(),
+    let Some(origin) = origin else {
+        return diagnostic.to_string();
+    };
+    let field_line = lines
+        .get(&origin.file)
+        .and_then(|index| index.line(origin.document, diagnostic.path.as_deref().unwrap_or("")));
+    match field_line.or(origin.line) {
+        Some(line) => format!("{}:{line}: {diagnostic}", origin.file),
+        None => format!("{origin}: {diagnostic}"),
     }
 }

@@ -148,7 +148,10 @@ pub fn check(scope: &Scope<'_>, objects: &[Object]) -> Vec<Diagnostic> {
                 "foreign-owner",
                 object,
                 "/metadata/labels",
-                format!("{} carries {KIT_LABEL}={owner}; kit {} cannot take over another kit's object", object.id, scope.kit),
+                format!(
+                    "{} carries {KIT_LABEL}={owner}; kit {} cannot take over another kit's object",
+                    object.id, scope.kit
+                ),
             ));
         }
     }
@@ -192,27 +195,44 @@ mod tests {
     #[test]
     fn escapes_and_takeovers_are_refused() {
         let objects = vec![
-            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "smithereens"}})),
-            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "kitsync-system"}})),
-            obj(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "c"}})),
-            obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d", "namespace": "manufracture", "labels": {KIT_LABEL: "smithereens"}}})),
+            obj(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "smithereens"}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "kitsync-system"}}),
+            ),
+            obj(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "c"}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d", "namespace": "manufracture", "labels": {KIT_LABEL: "smithereens"}}}),
+            ),
         ];
         let rules: Vec<String> = check(&SCOPE, &objects).into_iter().map(|d| d.rule).collect();
         assert_eq!(
             rules,
-            ["kitsync/namespace-escape", "kitsync/host-namespace", "kitsync/cluster-scoped", "kitsync/foreign-owner"]
+            [
+                "kitsync/namespace-escape",
+                "kitsync/host-namespace",
+                "kitsync/cluster-scoped",
+                "kitsync/foreign-owner"
+            ]
         );
     }
 
     #[test]
     fn crd_scope_decides_for_custom_kinds() {
-        let objects = vec![
-            obj(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        let objects = vec![obj(
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                        "metadata": {"name": "widgets.example.com"},
-                       "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"}}})),
-        ];
+                       "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"}}}),
+        )];
         assert!(is_cluster_scoped("Widget", "example.com/v1", &objects));
         assert!(!is_cluster_scoped("Gadget", "example.com/v1", &objects));
-        assert!(is_cluster_scoped("ClusterRole", "rbac.authorization.k8s.io/v1", &[]));
+        assert!(is_cluster_scoped(
+            "ClusterRole",
+            "rbac.authorization.k8s.io/v1",
+            &[]
+        ));
     }
 }

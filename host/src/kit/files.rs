@@ -112,7 +112,13 @@ fn parse_yaml<'a, T: Deserialize<'a>>(file: &str, bytes: &'a [u8]) -> Result<T, 
             file: file.to_owned(),
             line: location.map(|l| l.line()).unwrap_or(0),
             column: location.map(|l| l.column()).unwrap_or(0),
-            message: e.to_string().lines().next().unwrap_or("invalid YAML").trim().to_owned(),
+            message: e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_owned(),
         }
     })
 }
@@ -152,9 +158,16 @@ fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
     refs.into_iter()
         .map(|r| {
             let path = normalize("", &r.plugin).map_err(|m| invalid(file, format!("plugin {m}")))?;
-            let hex = r.sha256.strip_prefix("sha256:").unwrap_or(&r.sha256).to_ascii_lowercase();
+            let hex = r
+                .sha256
+                .strip_prefix("sha256:")
+                .unwrap_or(&r.sha256)
+                .to_ascii_lowercase();
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(file, format!("plugin {path}: sha256 must be 64 hex digits, got {:?}", r.sha256)));
+                return Err(invalid(
+                    file,
+                    format!("plugin {path}: sha256 must be 64 hex digits, got {:?}", r.sha256),
+                ));
             }
             Ok(PluginSpec {
                 path,
@@ -170,7 +183,9 @@ fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
 fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -180,7 +195,10 @@ pub(super) fn parse_platform(file: &str, bytes: &[u8]) -> Result<Platform, Error
     if let Some(t) = &raw.defaults.timeout
         && parse_duration(t).is_none()
     {
-        return Err(invalid(file, format!("defaults.timeout {t:?} is not a duration like 90s, 5m or 1h")));
+        return Err(invalid(
+            file,
+            format!("defaults.timeout {t:?} is not a duration like 90s, 5m or 1h"),
+        ));
     }
     Ok(Platform {
         transform: plugins(file, raw.transform)?,
@@ -193,22 +211,39 @@ pub(super) fn parse_platform(file: &str, bytes: &[u8]) -> Result<Platform, Error
     })
 }
 
-pub(super) fn parse_kit(file: &str, bytes: &[u8], name: &str, dir: &str, defaults: &Defaults) -> Result<Kit, Error> {
+pub(super) fn parse_kit(
+    file: &str,
+    bytes: &[u8],
+    name: &str,
+    dir: &str,
+    defaults: &Defaults,
+) -> Result<Kit, Error> {
     let raw: KitFile = parse_yaml(file, bytes)?;
     let namespace = raw.namespace.unwrap_or_else(|| name.to_owned());
     if !is_dns_label(&namespace) {
-        return Err(invalid(file, format!("namespace {namespace:?} is not a valid Kubernetes namespace name")));
+        return Err(invalid(
+            file,
+            format!("namespace {namespace:?} is not a valid Kubernetes namespace name"),
+        ));
     }
     let timeout_text = raw.timeout.or_else(|| defaults.timeout.clone());
     let timeout = match timeout_text {
-        Some(t) => parse_duration(&t).ok_or_else(|| invalid(file, format!("timeout {t:?} is not a duration like 90s, 5m or 1h")))?,
+        Some(t) => parse_duration(&t).ok_or_else(|| {
+            invalid(
+                file,
+                format!("timeout {t:?} is not a duration like 90s, 5m or 1h"),
+            )
+        })?,
         None => Duration::from_secs(300),
     };
     let mut manifests = Vec::new();
     for m in &raw.manifests {
         let path = normalize(dir, m).map_err(|e| invalid(file, format!("manifests: {e}")))?;
         if !dir.is_empty() && !path.starts_with(&format!("{dir}/")) {
-            return Err(invalid(file, format!("manifests: {m:?} is outside the kit directory {dir}")));
+            return Err(invalid(
+                file,
+                format!("manifests: {m:?} is outside the kit directory {dir}"),
+            ));
         }
         manifests.push(path);
     }
@@ -216,7 +251,10 @@ pub(super) fn parse_kit(file: &str, bytes: &[u8], name: &str, dir: &str, default
         && sa.trim().is_empty()
     {
         // Fail closed: an empty service account must never mean "the host's identity".
-        return Err(invalid(file, "serviceAccount is empty; remove it or name an account"));
+        return Err(invalid(
+            file,
+            "serviceAccount is empty; remove it or name an account",
+        ));
     }
     Ok(Kit {
         name: name.to_owned(),
@@ -249,8 +287,14 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_located() {
-        let err = parse_kit("kits/a/kit.yaml", b"namespace: a\nprnue: true\n", "a", "kits/a", &Defaults::default())
-            .expect_err("unknown field");
+        let err = parse_kit(
+            "kits/a/kit.yaml",
+            b"namespace: a\nprnue: true\n",
+            "a",
+            "kits/a",
+            &Defaults::default(),
+        )
+        .expect_err("unknown field");
         let text = err.to_string();
         assert!(text.starts_with("kits/a/kit.yaml:2:"), "{text}");
         assert!(text.contains("prnue"), "{text}");
@@ -258,8 +302,14 @@ mod tests {
 
     #[test]
     fn wrong_types_are_located() {
-        let err = parse_kit("k.yaml", b"namespace: a\nprune: sometimes\n", "a", "", &Defaults::default())
-            .expect_err("wrong type");
+        let err = parse_kit(
+            "k.yaml",
+            b"namespace: a\nprune: sometimes\n",
+            "a",
+            "",
+            &Defaults::default(),
+        )
+        .expect_err("wrong type");
         assert!(err.to_string().starts_with("k.yaml:2:"), "{err}");
     }
 

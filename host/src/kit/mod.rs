@@ -155,7 +155,12 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
     let mut dirs_by_name: BTreeMap<String, String> = BTreeMap::new();
     let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
     for dir in &kit_dirs {
-        let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("root").to_owned();
+        let name = dir
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("root")
+            .to_owned();
         if let Some(first) = dirs_by_name.get(&name) {
             let error = Error::DuplicateName {
                 name: name.clone(),
@@ -166,7 +171,11 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
             continue;
         }
         dirs_by_name.insert(name.clone(), dir.clone());
-        let file = if dir.is_empty() { KIT_FILE.to_owned() } else { format!("{dir}/{KIT_FILE}") };
+        let file = if dir.is_empty() {
+            KIT_FILE.to_owned()
+        } else {
+            format!("{dir}/{KIT_FILE}")
+        };
         let bytes = snapshot.get(&file).unwrap_or_default();
         let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).map(|mut kit| {
             kit.manifests = manifests_of(snapshot, dir, &kit_dirs, &kit.manifests);
@@ -195,7 +204,11 @@ fn is_yaml(path: &str) -> bool {
 /// The kit's manifest files: the listed ones (files or directories below the kit), or by
 /// default every YAML file below the kit directory except kit.yaml and other kits' files.
 fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[String]) -> Vec<String> {
-    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let prefix = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
     let nested: Vec<String> = kit_dirs
         .iter()
         .filter(|d| d.as_str() != dir && (prefix.is_empty() || d.starts_with(&prefix)))
@@ -205,7 +218,9 @@ fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[S
         if listed.is_empty() {
             return true;
         }
-        listed.iter().any(|l| path == l || path.starts_with(&format!("{l}/")))
+        listed
+            .iter()
+            .any(|l| path == l || path.starts_with(&format!("{l}/")))
     };
     let mut out: Vec<String> = snapshot
         .files()

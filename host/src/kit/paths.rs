@@ -35,7 +35,10 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_repository() {
-        assert_eq!(normalize("kits/a", "../../plugins/x.wasm"), Ok("plugins/x.wasm".into()));
+        assert_eq!(
+            normalize("kits/a", "../../plugins/x.wasm"),
+            Ok("plugins/x.wasm".into())
+        );
         assert_eq!(normalize("", "./plugins//x.wasm"), Ok("plugins/x.wasm".into()));
         assert!(normalize("kits/a", "../../../etc/passwd").is_err());
         assert!(normalize("", "/etc/passwd").is_err());

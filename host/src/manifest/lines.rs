@@ -124,7 +124,12 @@ fn record(documents: &mut [HashMap<String, u32>], path: &[String], line: u32) {
 }
 
 /// A value starts: sequence items get their index pushed; map values already have their key.
-fn enter_value(stack: &mut [Frame], path: &mut Vec<String>, documents: &mut [HashMap<String, u32>], line: u32) {
+fn enter_value(
+    stack: &mut [Frame],
+    path: &mut Vec<String>,
+    documents: &mut [HashMap<String, u32>],
+    line: u32,
+) {
     if let Some(Frame::Seq { index }) = stack.last() {
         path.push(index.to_string());
     }

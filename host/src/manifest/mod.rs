@@ -80,8 +80,8 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
             bytes: text.len(),
         });
     }
-    let documents: Vec<Spanned<Value>> = serde_saphyr::from_multiple_with_options(text, options())
-        .map_err(|e| {
+    let documents: Vec<Spanned<Value>> =
+        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| {
             let location = e.location();
             Error::Syntax {
                 file: file.to_owned(),
@@ -110,13 +110,12 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
             document: document_index,
             line: Some(line),
         };
-        let object =
-            Object::new(document.value, Some(origin)).map_err(|field| Error::MissingIdentity {
-                file: file.to_owned(),
-                line,
-                document: document_index,
-                field,
-            })?;
+        let object = Object::new(document.value, Some(origin)).map_err(|field| Error::MissingIdentity {
+            file: file.to_owned(),
+            line,
+            document: document_index,
+            field,
+        })?;
         objects.push(object);
     }
     Ok(objects)
@@ -162,10 +161,7 @@ mod tests {
         let err = parse("bad.yaml", "apiVersion: v1\nkind: [\n").expect_err("must fail");
         let text = err.to_string();
         assert!(text.starts_with("bad.yaml:"), "{text}");
-        assert!(
-            matches!(err, Error::Syntax { line, .. } if line >= 2),
-            "{text}"
-        );
+        assert!(matches!(err, Error::Syntax { line, .. } if line >= 2), "{text}");
     }
 
     #[test]

@@ -40,8 +40,7 @@ impl CodeCache {
 
     /// The cache file for a component digest.
     pub fn path_for(&self, sha256_hex: &str) -> PathBuf {
-        self.dir
-            .join(format!("{sha256_hex}-{}.cwasm", self.engine_key))
+        self.dir.join(format!("{sha256_hex}-{}.cwasm", self.engine_key))
     }
 
     /// Returns the cached compiled component, or compiles `bytes` and stores the result.

@@ -190,20 +190,17 @@ impl Engine {
         let engine = wasmtime::Engine::new(&wasm).map_err(|e| host_error(Phase::Load, e))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| host_error(Phase::Load, e))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| host_error(Phase::Load, e))?;
         Validator::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
             .map_err(|e| host_error(Phase::Load, e))?;
 
-        let cache = match &config.cache_dir {
-            Some(dir) => Some(CodeCache::open(dir, &engine).map_err(|e| {
-                host_error(
-                    Phase::Load,
-                    format!("cache directory {}: {e}", dir.display()),
-                )
-            })?),
-            None => None,
-        };
+        let cache =
+            match &config.cache_dir {
+                Some(dir) => Some(CodeCache::open(dir, &engine).map_err(|e| {
+                    host_error(Phase::Load, format!("cache directory {}: {e}", dir.display()))
+                })?),
+                None => None,
+            };
         let ticker = Ticker::start(engine.clone()).map_err(|e| host_error(Phase::Load, e))?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -233,8 +230,7 @@ impl Engine {
         };
         let sha256 = sha256_hex(bytes);
         if let Some(pin) = pin {
-            let expected =
-                normalize_pin(pin).ok_or_else(|| fail(ErrorKind::InvalidPin(pin.to_owned())))?;
+            let expected = normalize_pin(pin).ok_or_else(|| fail(ErrorKind::InvalidPin(pin.to_owned())))?;
             if expected != sha256 {
                 return Err(fail(ErrorKind::DigestMismatch {
                     expected,
@@ -321,10 +317,7 @@ impl Engine {
 }
 
 fn normalize_pin(pin: &str) -> Option<String> {
-    let hex = pin
-        .strip_prefix("sha256:")
-        .unwrap_or(pin)
-        .to_ascii_lowercase();
+    let hex = pin.strip_prefix("sha256:").unwrap_or(pin).to_ascii_lowercase();
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
@@ -490,11 +483,10 @@ impl Configured {
         let input: Vec<types::Object> = objects.iter().map(to_wit_object).collect();
         let output = self
             .call(Phase::Transform, |store, pre| match pre {
-                Pre::Transformer(p) => Ok(p.instantiate(&mut *store)?.call_transform(
-                    &mut *store,
-                    &self.config,
-                    &input,
-                )?),
+                Pre::Transformer(p) => {
+                    Ok(p.instantiate(&mut *store)?
+                        .call_transform(&mut *store, &self.config, &input)?)
+                }
                 Pre::Validator(_) => wasmtime::bail!("not a transformer"),
             })?
             .map_err(|e| self.error(Phase::Transform, plugin_error(e)))?;
@@ -504,11 +496,7 @@ impl Configured {
         }
         Ok(TransformOutput {
             objects: result,
-            diagnostics: output
-                .diagnostics
-                .into_iter()
-                .map(from_wit_diagnostic)
-                .collect(),
+            diagnostics: output.diagnostics.into_iter().map(from_wit_diagnostic).collect(),
         })
     }
 
@@ -520,11 +508,10 @@ impl Configured {
         let input: Vec<types::Object> = objects.iter().map(to_wit_object).collect();
         let output = self
             .call(Phase::Validate, |store, pre| match pre {
-                Pre::Validator(p) => Ok(p.instantiate(&mut *store)?.call_validate(
-                    &mut *store,
-                    &self.config,
-                    &input,
-                )?),
+                Pre::Validator(p) => {
+                    Ok(p.instantiate(&mut *store)?
+                        .call_validate(&mut *store, &self.config, &input)?)
+                }
                 Pre::Transformer(_) => wasmtime::bail!("not a validator"),
             })?
             .map_err(|e| self.error(Phase::Validate, plugin_error(e)))?;
@@ -602,12 +589,7 @@ impl Configured {
     }
 
     /// Checks one returned object: valid JSON, identity present and consistent.
-    fn from_wit_object(
-        &self,
-        index: usize,
-        object: types::Object,
-        inputs: &[Object],
-    ) -> Result<Object> {
+    fn from_wit_object(&self, index: usize, object: types::Object, inputs: &[Object]) -> Result<Object> {
         let value: Value = serde_json::from_str(&object.json).map_err(|e| {
             self.error(
                 Phase::Transform,
@@ -730,10 +712,7 @@ mod tests {
     #[test]
     fn pins_accept_prefix_and_case() {
         let hex = "AB".repeat(32);
-        assert_eq!(
-            normalize_pin(&format!("sha256:{hex}")),
-            Some("ab".repeat(32))
-        );
+        assert_eq!(normalize_pin(&format!("sha256:{hex}")), Some("ab".repeat(32)));
         assert_eq!(normalize_pin("abc"), None);
         assert_eq!(normalize_pin(&"zz".repeat(32)), None);
     }

@@ -85,9 +85,7 @@ pub enum ErrorKind {
         import: String,
     },
     /// The component exports neither the transformer nor the validator world.
-    #[error(
-        "component implements neither kitsync:plugin transformer nor validator (exports: {exports})"
-    )]
+    #[error("component implements neither kitsync:plugin transformer nor validator (exports: {exports})")]
     UnknownWorld {
         /// Its exports, comma-separated.
         exports: String,

@@ -12,9 +12,7 @@ mod error;
 mod sandbox;
 
 pub use cache::CodeCache;
-pub use engine::{
-    Configured, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World, sha256_hex,
-};
+pub use engine::{Configured, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World, sha256_hex};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use sandbox::{EPOCH_TICK, Limits};
 

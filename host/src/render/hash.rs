@@ -20,12 +20,22 @@ pub fn input_hash(snapshot: &Snapshot, platform: &Platform, kit: &Kit, trusted: 
     part("kitsync", env!("CARGO_PKG_VERSION").as_bytes());
     part("platform", &platform.raw);
     part("kit", kit.name.as_bytes());
-    let kit_file = if kit.dir.is_empty() { "kit.yaml".to_owned() } else { format!("{}/kit.yaml", kit.dir) };
+    let kit_file = if kit.dir.is_empty() {
+        "kit.yaml".to_owned()
+    } else {
+        format!("{}/kit.yaml", kit.dir)
+    };
     part(&kit_file, snapshot.get(&kit_file).unwrap_or_default());
     for file in &kit.manifests {
         part(file, snapshot.get(file).unwrap_or_default());
     }
-    for spec in kit.transform.iter().chain(&kit.validate).chain(&platform.transform).chain(&platform.validate) {
+    for spec in kit
+        .transform
+        .iter()
+        .chain(&kit.validate)
+        .chain(&platform.transform)
+        .chain(&platform.validate)
+    {
         part(&spec.path, spec.sha256.as_bytes());
     }
     for policy in trusted {

@@ -21,7 +21,13 @@ impl<'a> Locator<'a> {
     }
 
     /// Attaches kit, source, location and snippet to a diagnostic about `objects`.
-    pub(super) fn place(&mut self, kit: &str, source: &str, diagnostic: Diagnostic, objects: &[Object]) -> Finding {
+    pub(super) fn place(
+        &mut self,
+        kit: &str,
+        source: &str,
+        diagnostic: Diagnostic,
+        objects: &[Object],
+    ) -> Finding {
         let origin = diagnostic
             .object
             .as_ref()

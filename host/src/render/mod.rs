@@ -123,7 +123,9 @@ impl Pipeline {
         select: impl Fn(&str) -> bool + Sync,
     ) -> Vec<Rendered> {
         let names: Vec<&String> = discovery.kits.keys().filter(|n| select(n)).collect();
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(names.len().max(1));
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(names.len().max(1));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Mutex<BTreeMap<String, Rendered>> = Mutex::new(BTreeMap::new());
         std::thread::scope(|scope| {
@@ -134,15 +136,24 @@ impl Pipeline {
                         let Some(name) = names.get(i) else { break };
                         let rendered = match (&discovery.platform, &discovery.kits[*name]) {
                             (Err(e), _) => failed(name, "", "kitsync/platform-file", e.to_string(), None),
-                            (Ok(_), Err(e)) => failed(name, "", "kitsync/kit-file", e.to_string(), kit_error_location(e)),
+                            (Ok(_), Err(e)) => {
+                                failed(name, "", "kitsync/kit-file", e.to_string(), kit_error_location(e))
+                            }
                             (Ok(platform), Ok(kit)) => self.render(snapshot, platform, kit),
                         };
-                        results.lock().unwrap_or_else(PoisonError::into_inner).insert((*name).clone(), rendered);
+                        results
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert((*name).clone(), rendered);
                     }
                 });
             }
         });
-        results.into_inner().unwrap_or_else(PoisonError::into_inner).into_values().collect()
+        results
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_values()
+            .collect()
     }
 
     /// Renders one kit at one revision.
@@ -155,7 +166,10 @@ impl Pipeline {
         let result = self.run(snapshot, platform, kit, &mut locator, &mut findings);
         let (objects, failed) = match result {
             Ok(objects) => {
-                let blocking = findings.iter().filter(|f| f.diagnostic.severity == Severity::Error).count();
+                let blocking = findings
+                    .iter()
+                    .filter(|f| f.diagnostic.severity == Severity::Error)
+                    .count();
                 if blocking > 0 {
                     (Vec::new(), Some(format!("{blocking} error finding(s)")))
                 } else {
@@ -213,12 +227,19 @@ impl Pipeline {
         let transforms = kit.transform.iter().chain(&platform.transform);
         for spec in transforms {
             let policy = self.configured(snapshot, spec, &kit.name)?;
-            let output = policy.transform(&objects).map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
+            let output = policy
+                .transform(&objects)
+                .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
             objects = output.objects;
             guard::apply_defaults(&scope, &mut objects);
             check_duplicates(&objects)?;
-            findings.extend(output.diagnostics.into_iter().map(|d| locator.place(&kit.name, &spec.path, d, &objects)));
+            findings.extend(
+                output
+                    .diagnostics
+                    .into_iter()
+                    .map(|d| locator.place(&kit.name, &spec.path, d, &objects)),
+            );
         }
 
         let validators: Vec<(String, Configured)> = kit
@@ -226,11 +247,22 @@ impl Pipeline {
             .iter()
             .chain(&platform.validate)
             .map(|spec| Ok((spec.path.clone(), self.configured(snapshot, spec, &kit.name)?)))
-            .chain(self.settings.trusted.iter().map(|t| Ok((format!("trusted:{}", t.name), self.trusted(t, &kit.name)?))))
+            .chain(
+                self.settings
+                    .trusted
+                    .iter()
+                    .map(|t| Ok((format!("trusted:{}", t.name), self.trusted(t, &kit.name)?))),
+            )
             .collect::<Result<_, Failure>>()?;
         for (name, policy) in validators {
-            let diagnostics = policy.validate(&objects).map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
-            findings.extend(diagnostics.into_iter().map(|d| locator.place(&kit.name, &name, d, &objects)));
+            let diagnostics = policy
+                .validate(&objects)
+                .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
+            findings.extend(
+                diagnostics
+                    .into_iter()
+                    .map(|d| locator.place(&kit.name, &name, d, &objects)),
+            );
         }
 
         for diagnostic in guard::check(&scope, &objects) {
@@ -257,7 +289,10 @@ impl Pipeline {
     fn configured(&self, snapshot: &Snapshot, spec: &PluginSpec, kit: &str) -> Result<Configured, Failure> {
         let bytes = snapshot.get(&spec.path).ok_or_else(|| Failure {
             rule: "kitsync/plugin-missing",
-            message: format!("plugin {} (declared in {}) does not exist at this revision", spec.path, spec.declared_in),
+            message: format!(
+                "plugin {} (declared in {}) does not exist at this revision",
+                spec.path, spec.declared_in
+            ),
             location: None,
         })?;
         let plugin = self.load(&spec.path, bytes, &spec.sha256)?;
@@ -276,7 +311,13 @@ impl Pipeline {
     }
 }
 
-fn failed(kit: &str, namespace: &str, rule: &str, message: String, location: Option<crate::diagnostic::Location>) -> Rendered {
+fn failed(
+    kit: &str,
+    namespace: &str,
+    rule: &str,
+    message: String,
+    location: Option<crate::diagnostic::Location>,
+) -> Rendered {
     Rendered {
         kit: kit.to_owned(),
         namespace: namespace.to_owned(),
@@ -301,7 +342,9 @@ fn failed(kit: &str, namespace: &str, rule: &str, message: String, location: Opt
 
 fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Location> {
     match error {
-        crate::kit::Error::At { file, line, column, .. } => Some(crate::diagnostic::Location {
+        crate::kit::Error::At {
+            file, line, column, ..
+        } => Some(crate::diagnostic::Location {
             file: file.clone(),
             line: u32::try_from(*line).unwrap_or(0),
             column: u32::try_from(*column).ok().filter(|c| *c > 0),
@@ -326,18 +369,19 @@ fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Failure
         })?;
         objects.extend(manifest::parse(file, text).map_err(|e| {
             let location = match &e {
-                manifest::Error::Syntax { file, line, column, .. } => Some(crate::diagnostic::Location {
+                manifest::Error::Syntax {
+                    file, line, column, ..
+                } => Some(crate::diagnostic::Location {
                     file: file.clone(),
                     line: u32::try_from(*line).unwrap_or(0),
                     column: u32::try_from(*column).ok().filter(|c| *c > 0),
                 }),
-                manifest::Error::NotAnObject { file, line, .. } | manifest::Error::MissingIdentity { file, line, .. } => {
-                    Some(crate::diagnostic::Location {
-                        file: file.clone(),
-                        line: *line,
-                        column: None,
-                    })
-                }
+                manifest::Error::NotAnObject { file, line, .. }
+                | manifest::Error::MissingIdentity { file, line, .. } => Some(crate::diagnostic::Location {
+                    file: file.clone(),
+                    line: *line,
+                    column: None,
+                }),
                 manifest::Error::TooLarge { .. } => None,
             };
             Failure {
@@ -354,12 +398,26 @@ fn check_duplicates(objects: &[Object]) -> Result<(), Failure> {
     let mut seen: HashMap<(&str, &str, Option<&str>, &str), &Object> = HashMap::new();
     for object in objects {
         let group = object.id.api_version.split_once('/').map_or("", |(g, _)| g);
-        let key = (group, object.id.kind.as_str(), object.id.namespace.as_deref(), object.id.name.as_str());
+        let key = (
+            group,
+            object.id.kind.as_str(),
+            object.id.namespace.as_deref(),
+            object.id.name.as_str(),
+        );
         if let Some(first) = seen.insert(key, object) {
-            let place = |o: &Object| o.origin.as_ref().map_or("a transformer".to_owned(), |o| o.to_string());
+            let place = |o: &Object| {
+                o.origin
+                    .as_ref()
+                    .map_or("a transformer".to_owned(), |o| o.to_string())
+            };
             return Err(Failure {
                 rule: "kitsync/duplicate-object",
-                message: format!("{} is defined twice: at {} and at {}", describe(&object.id), place(first), place(object)),
+                message: format!(
+                    "{} is defined twice: at {} and at {}",
+                    describe(&object.id),
+                    place(first),
+                    place(object)
+                ),
                 location: object.origin.as_ref().and_then(|o| {
                     o.line.map(|line| crate::diagnostic::Location {
                         file: o.file.clone(),

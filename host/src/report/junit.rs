@@ -28,14 +28,29 @@ pub(super) fn format(report: &CheckReport) -> String {
         .filter(|f| f.diagnostic.severity >= Severity::Warning)
         .count();
     let total_tests: usize = report.kits.iter().map(|k| k.rendered.findings.len().max(1)).sum();
-    let _ = writeln!(out, "<testsuites name=\"kitsync check\" tests=\"{total_tests}\" failures=\"{total_failures}\">");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"kitsync check\" tests=\"{total_tests}\" failures=\"{total_failures}\">"
+    );
     for kit in &report.kits {
         let r = &kit.rendered;
-        let failures = r.findings.iter().filter(|f| f.diagnostic.severity >= Severity::Warning).count();
+        let failures = r
+            .findings
+            .iter()
+            .filter(|f| f.diagnostic.severity >= Severity::Warning)
+            .count();
         let tests = r.findings.len().max(1);
-        let _ = writeln!(out, "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">", xml(&r.kit));
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">",
+            xml(&r.kit)
+        );
         if r.findings.is_empty() {
-            let _ = writeln!(out, "    <testcase classname=\"{}\" name=\"render\"/>", xml(&r.kit));
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{}\" name=\"render\"/>",
+                xml(&r.kit)
+            );
         }
         for f in &r.findings {
             let d = &f.diagnostic;
@@ -61,7 +76,11 @@ pub(super) fn format(report: &CheckReport) -> String {
                     xml(&origin_label(f))
                 );
             } else {
-                let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(&d.message));
+                let _ = writeln!(
+                    out,
+                    ">\n      <system-out>{}</system-out>\n    </testcase>",
+                    xml(&d.message)
+                );
             }
         }
         out.push_str("  </testsuite>\n");

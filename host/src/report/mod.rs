@@ -56,7 +56,9 @@ impl CheckReport {
 
     /// Count of findings of one severity.
     pub fn count(&self, severity: Severity) -> usize {
-        self.findings().filter(|f| f.diagnostic.severity == severity).count()
+        self.findings()
+            .filter(|f| f.diagnostic.severity == severity)
+            .count()
     }
 
     /// True when any finding is at or above `threshold`, or any kit failed.

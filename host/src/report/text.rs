@@ -49,8 +49,16 @@ pub(super) fn format(report: &CheckReport) -> String {
                     ObjectDiff::Changed { object, fields } => {
                         let _ = writeln!(out, "  ~ {object}");
                         for field in fields {
-                            let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("(absent)".to_owned(), |v| v.to_string());
-                            let _ = writeln!(out, "      {}: {} -> {}", field.path, show(&field.before), show(&field.after));
+                            let show = |v: &Option<serde_json::Value>| {
+                                v.as_ref().map_or("(absent)".to_owned(), |v| v.to_string())
+                            };
+                            let _ = writeln!(
+                                out,
+                                "      {}: {} -> {}",
+                                field.path,
+                                show(&field.before),
+                                show(&field.after)
+                            );
                         }
                     }
                 }
@@ -62,7 +70,13 @@ pub(super) fn format(report: &CheckReport) -> String {
         let r = &kit.rendered;
         match &r.failed {
             None => {
-                let _ = writeln!(out, "kit {}: ok ({} objects, namespace {})", r.kit, r.objects.len(), r.namespace);
+                let _ = writeln!(
+                    out,
+                    "kit {}: ok ({} objects, namespace {})",
+                    r.kit,
+                    r.objects.len(),
+                    r.namespace
+                );
             }
             Some(reason) => {
                 let _ = writeln!(out, "kit {}: blocked: {reason}", r.kit);

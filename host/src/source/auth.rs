@@ -125,16 +125,19 @@ pub(crate) fn shell_quote(word: &str) -> String {
 /// so the user's credential helpers and terminal prompts are never consulted.
 pub(crate) fn credentials_fn(
     login: Option<Login>,
-) -> impl FnMut(gix::credentials::helper::Action) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
+) -> impl FnMut(gix::credentials::helper::Action) -> gix::Result<Option<gix::credentials::protocol::Outcome>>
+{
     move |action| match (action, &login) {
-        (gix::credentials::helper::Action::Get(context), Some(login)) => Ok(Some(gix::credentials::protocol::Outcome {
-            identity: gix::sec::identity::Account {
-                username: login.username.clone(),
-                password: login.password.clone(),
-                oauth_refresh_token: None,
-            },
-            next: context.into(),
-        })),
+        (gix::credentials::helper::Action::Get(context), Some(login)) => {
+            Ok(Some(gix::credentials::protocol::Outcome {
+                identity: gix::sec::identity::Account {
+                    username: login.username.clone(),
+                    password: login.password.clone(),
+                    oauth_refresh_token: None,
+                },
+                next: context.into(),
+            }))
+        }
         // Store and erase are for helpers that remember credentials; ours are configuration.
         _ => Ok(None),
     }
@@ -151,8 +154,14 @@ mod tests {
             known_hosts_file: "/etc/kitsync/known hosts".into(),
         };
         let cmd = auth.ssh_command(30).expect("ssh auth");
-        assert!(cmd.starts_with(r"ssh -i '/keys/my key'\''s' -o IdentitiesOnly=yes"), "{cmd}");
-        assert!(cmd.contains("UserKnownHostsFile='/etc/kitsync/known hosts'"), "{cmd}");
+        assert!(
+            cmd.starts_with(r"ssh -i '/keys/my key'\''s' -o IdentitiesOnly=yes"),
+            "{cmd}"
+        );
+        assert!(
+            cmd.contains("UserKnownHostsFile='/etc/kitsync/known hosts'"),
+            "{cmd}"
+        );
         assert!(cmd.contains("StrictHostKeyChecking=yes"), "{cmd}");
         assert_eq!(Auth::None.ssh_command(30), None);
     }
@@ -163,6 +172,9 @@ mod tests {
             username: "bob".into(),
             password: Secret::Env("KITSYNC_TEST_PASSWORD".into()),
         };
-        assert_eq!(format!("{auth:?}"), "Basic { username: \"bob\", password: Env(KITSYNC_TEST_PASSWORD) }");
+        assert_eq!(
+            format!("{auth:?}"),
+            "Basic { username: \"bob\", password: Env(KITSYNC_TEST_PASSWORD) }"
+        );
     }
 }

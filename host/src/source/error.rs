@@ -19,6 +19,12 @@ pub enum Error {
         /// The redacted remote URL.
         url: String,
     },
+    /// Credentials were configured for a plain-http URL; they are only sent over https or ssh.
+    #[error("{url}: refusing to send credentials over plain http; use an https URL")]
+    InsecureCredentials {
+        /// The redacted remote URL.
+        url: String,
+    },
     /// The remote could not be reached: connection refused, name resolution, timeout.
     #[error("{url} is unreachable")]
     Unreachable {
@@ -86,6 +92,7 @@ impl Error {
         match self {
             Error::MissingRef { .. } => "missing_ref",
             Error::Unauthenticated { .. } => "unauthenticated",
+            Error::InsecureCredentials { .. } => "insecure_credentials",
             Error::Unreachable { .. } => "unreachable",
             Error::NoMatchingTag { .. } => "no_matching_tag",
             Error::BadRef { .. } => "bad_ref",

@@ -148,12 +148,19 @@ impl Source {
     pub fn open(config: SourceConfig) -> Result<Source> {
         let shown_url = redact_url(&config.url);
         check_url(&config.url, &shown_url)?;
+        check_credentials_transport(&config, &shown_url)?;
         let dir = &config.cache_dir;
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
         })?;
-        let git = |e: gix::Error| Error::Git(format!("cache {}: {}", dir.display(), redact_text(&e.to_string(), &[])));
+        let git = |e: gix::Error| {
+            Error::Git(format!(
+                "cache {}: {}",
+                dir.display(),
+                redact_text(&e.to_string(), &[])
+            ))
+        };
         if !dir.join("HEAD").exists() {
             gix::ThreadSafeRepository::init(dir, gix::create::Kind::Bare, gix::create::Options::default())
                 .map_err(git)?;
@@ -226,7 +233,10 @@ impl Source {
                 tracing::warn!(url = %shared.shown_url, ?timeout, "poll timed out; keeping the last commit");
                 Err(Error::Unreachable {
                     url: shared.shown_url.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {timeout:?}"),
+                    ),
                 })
             }
             Bounded::Failed(reason) => Err(Error::Git(reason)),
@@ -354,8 +364,30 @@ fn check_url(url: &str, shown: &str) -> Result<()> {
     }
     let dash = |part: Option<&str>| part.is_some_and(|p| p.starts_with('-'));
     let path = parsed.path.to_string();
-    if dash(parsed.host()) || dash(parsed.user()) || path.starts_with('-') || path.trim_start_matches('/').starts_with('-') {
+    if dash(parsed.host())
+        || dash(parsed.user())
+        || path.starts_with('-')
+        || path.trim_start_matches('/').starts_with('-')
+    {
         return Err(bad("no part of the URL may start with '-'"));
+    }
+    Ok(())
+}
+
+/// Passwords and tokens go only over https (or ssh): plain http would show them to
+/// anyone on the path, so such a source is refused before any connection is made.
+fn check_credentials_transport(config: &SourceConfig, shown: &str) -> Result<()> {
+    let has_secret = matches!(config.auth, Auth::Token { .. } | Auth::Basic { .. })
+        || gix::url::parse(config.url.as_str()).is_ok_and(|u| u.password().is_some());
+    let plain_http = config
+        .url
+        .trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if has_secret && plain_http {
+        return Err(Error::InsecureCredentials {
+            url: shown.to_owned(),
+        });
     }
     Ok(())
 }
@@ -369,7 +401,10 @@ fn open_options(config: &SourceConfig) -> gix::open::Options {
     let secs = config.timeout.as_secs().max(1);
     let mut overrides = vec![
         format!("gitoxide.userAgent=kitsync/{}", env!("CARGO_PKG_VERSION")),
-        format!("gitoxide.http.connectTimeout={}", config.timeout.as_millis().max(1)),
+        format!(
+            "gitoxide.http.connectTimeout={}",
+            config.timeout.as_millis().max(1)
+        ),
         // Abort a transfer that stalls below 1 KiB/s for the whole timeout.
         "http.lowSpeedLimit=1024".to_owned(),
         format!("http.lowSpeedTime={secs}"),
@@ -452,7 +487,10 @@ impl Fetch {
             .remote_at(self.url.as_str())
             .map_err(fail)?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(self.reference.fetch_refspecs().iter().map(String::as_str), Direction::Fetch)
+            .with_refspecs(
+                self.reference.fetch_refspecs().iter().map(String::as_str),
+                Direction::Fetch,
+            )
             .map_err(fail)?;
         let connection = remote
             .connect(Direction::Fetch)
@@ -464,7 +502,10 @@ impl Fetch {
             .map_err(fail)?;
         let target = self.target(&prepare.ref_map().remote_refs)?;
         if Some(target) == self.previous && has_commit(&repo, target) {
-            return Ok(Fetched { target, fetched: false });
+            return Ok(Fetched {
+                target,
+                fetched: false,
+            });
         }
         prepare.receive(gix::progress::Discard, interrupt).map_err(fail)?;
         if !has_commit(&repo, target) {
@@ -473,7 +514,10 @@ impl Fetch {
                 reference: self.reference.to_string(),
             });
         }
-        Ok(Fetched { target, fetched: true })
+        Ok(Fetched {
+            target,
+            fetched: true,
+        })
     }
 
     /// The commit the remote's refs say the reference points at.
@@ -498,11 +542,18 @@ impl Fetch {
             RefSpec::Semver(req) => {
                 let tags: Vec<(&str, &gix::protocol::handshake::Ref)> = refs
                     .iter()
-                    .filter_map(|r| Some((std::str::from_utf8(r.unpack().0.strip_prefix(b"refs/tags/")?).ok()?, r)))
+                    .filter_map(|r| {
+                        Some((
+                            std::str::from_utf8(r.unpack().0.strip_prefix(b"refs/tags/")?).ok()?,
+                            r,
+                        ))
+                    })
                     .collect();
-                let best = best_tag(req, tags.iter().map(|(name, _)| *name)).ok_or_else(|| Error::NoMatchingTag {
-                    url: self.shown_url.clone(),
-                    requirement: req.to_string(),
+                let best = best_tag(req, tags.iter().map(|(name, _)| *name)).ok_or_else(|| {
+                    Error::NoMatchingTag {
+                        url: self.shown_url.clone(),
+                        requirement: req.to_string(),
+                    }
                 })?;
                 tags.iter()
                     .find(|(name, _)| *name == best)
@@ -520,7 +571,11 @@ fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
     use std::io::ErrorKind as K;
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let text = redact_text(
-        &error.iter_errors().map(ToString::to_string).collect::<Vec<_>>().join(": "),
+        &error
+            .iter_errors()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": "),
         &secrets,
     );
     let lower = text.to_ascii_lowercase();
@@ -531,9 +586,15 @@ fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
     });
     let denied = error.is_unauthenticated()
         || error.is_permission_denied()
-        || ["permission denied", "authentication failed", "status 401", "status 403", "host key verification failed"]
-            .iter()
-            .any(|needle| lower.contains(needle));
+        || [
+            "permission denied",
+            "authentication failed",
+            "status 401",
+            "status 403",
+            "host key verification failed",
+        ]
+        .iter()
+        .any(|needle| lower.contains(needle));
     if denied {
         return Error::Unauthenticated { url: url.to_owned() };
     }
@@ -579,7 +640,10 @@ enum Bounded<T> {
 
 /// Runs `job` on its own thread and waits at most `timeout`. On timeout the job's interrupt
 /// flag is raised and its thread handed back, still running.
-fn bounded<T: Send + 'static>(timeout: Duration, job: impl FnOnce(&AtomicBool) -> T + Send + 'static) -> Bounded<T> {
+fn bounded<T: Send + 'static>(
+    timeout: Duration,
+    job: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+) -> Bounded<T> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::sync_channel(1);
     let flag = Arc::clone(&interrupt);
@@ -612,11 +676,23 @@ mod tests {
 
     #[test]
     fn urls_that_look_like_options_are_refused() {
-        for url in ["-u", "  --upload-pack=evil", "ssh://-oProxyCommand=evil/x", "ext::sh -c evil", "file:///-x"] {
+        for url in [
+            "-u",
+            "  --upload-pack=evil",
+            "ssh://-oProxyCommand=evil/x",
+            "ext::sh -c evil",
+            "file:///-x",
+        ] {
             let err = check_url(url, &redact_url(url));
             assert!(matches!(err, Err(Error::BadRef { .. })), "{url}: {err:?}");
         }
-        for url in ["https://example.com/r.git", "git@example.com:r.git", "/tmp/r", "file:///tmp/r", "git://h/r"] {
+        for url in [
+            "https://example.com/r.git",
+            "git@example.com:r.git",
+            "/tmp/r",
+            "file:///tmp/r",
+            "git://h/r",
+        ] {
             check_url(url, url).unwrap_or_else(|e| panic!("{url}: {e}"));
         }
     }
@@ -631,13 +707,19 @@ mod tests {
         });
         assert!(matches!(outcome, Bounded::TimedOut(_)));
         assert!(started.elapsed() < Duration::from_secs(1));
-        let Bounded::TimedOut(handle) = outcome else { return };
+        let Bounded::TimedOut(handle) = outcome else {
+            return;
+        };
         handle.join().expect("the job saw the interrupt and ended");
     }
 
     #[test]
     fn debug_redacts_the_url() {
-        let config = SourceConfig::new("https://bob:hunter2@example.com/r.git", RefSpec::Branch("main".into()), "/tmp/c");
+        let config = SourceConfig::new(
+            "https://bob:hunter2@example.com/r.git",
+            RefSpec::Branch("main".into()),
+            "/tmp/c",
+        );
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2") && !text.contains("bob"), "{text}");
     }

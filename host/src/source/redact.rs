@@ -12,7 +12,9 @@ const MASK: &str = "***";
 /// assert_eq!(redact_url("https://u:p@host/r.git"), "https://***@host/r.git");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
     let rest_start = scheme_end + 3;
     let rest = &url[rest_start..];
     // The authority ends at the first '/', '?' or '#'; a '@' inside it ends the user-info.
@@ -87,6 +89,9 @@ mod tests {
     fn text_redacts_each_url_and_secret() {
         let text = "fetching \"https://bob:hunter2@h/x\" then https://tok@h/y?private_token=abc failed; token hunter2";
         let out = redact_text(text, &["hunter2"]);
-        assert_eq!(out, "fetching \"https://***@h/x\" then https://***@h/y?*** failed; token ***");
+        assert_eq!(
+            out,
+            "fetching \"https://***@h/x\" then https://***@h/y?*** failed; token ***"
+        );
     }
 }

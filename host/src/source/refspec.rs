@@ -34,8 +34,12 @@ impl RefSpec {
             None => ("branch", text),
         };
         match kind {
-            "branch" => Ok(RefSpec::Branch(checked_name(value, "refs/heads/").map_err(|r| bad(&r))?)),
-            "tag" => Ok(RefSpec::Tag(checked_name(value, "refs/tags/").map_err(|r| bad(&r))?)),
+            "branch" => Ok(RefSpec::Branch(
+                checked_name(value, "refs/heads/").map_err(|r| bad(&r))?,
+            )),
+            "tag" => Ok(RefSpec::Tag(
+                checked_name(value, "refs/tags/").map_err(|r| bad(&r))?,
+            )),
             "semver" => semver::VersionReq::parse(value)
                 .map(RefSpec::Semver)
                 .map_err(|e| bad(&format!("not a semver range: {e}"))),
@@ -69,7 +73,10 @@ impl RefSpec {
             RefSpec::Semver(_) => vec!["+refs/tags/*:refs/tags/*".into()],
             // Servers need not serve an arbitrary commit by id; fetching every branch and
             // tag finds any commit that is reachable from one.
-            RefSpec::Commit(_) => vec!["+refs/heads/*:refs/heads/*".into(), "+refs/tags/*:refs/tags/*".into()],
+            RefSpec::Commit(_) => vec![
+                "+refs/heads/*:refs/heads/*".into(),
+                "+refs/tags/*:refs/tags/*".into(),
+            ],
         }
     }
 }
@@ -98,7 +105,10 @@ fn checked_name(name: &str, prefix: &str) -> std::result::Result<String, String>
 
 /// The highest version among `tags` (short names) that matches `req`; `v1.2.3` and `1.2.3`
 /// are both read as 1.2.3. Ties go to the first name in sort order, so the choice is stable.
-pub(crate) fn best_tag<'a>(req: &semver::VersionReq, tags: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn best_tag<'a>(
+    req: &semver::VersionReq,
+    tags: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     tags.into_iter()
         .filter_map(|name| {
             let version = semver::Version::parse(name.strip_prefix(['v', 'V']).unwrap_or(name)).ok()?;
@@ -132,14 +142,31 @@ mod tests {
 
     #[test]
     fn parses_each_kind() {
-        assert_eq!(RefSpec::parse("main").expect("ok"), RefSpec::Branch("main".into()));
-        assert_eq!(RefSpec::parse("branch:release/1").expect("ok"), RefSpec::Branch("release/1".into()));
-        assert_eq!(RefSpec::parse("tag:v1.2.0").expect("ok"), RefSpec::Tag("v1.2.0".into()));
+        assert_eq!(
+            RefSpec::parse("main").expect("ok"),
+            RefSpec::Branch("main".into())
+        );
+        assert_eq!(
+            RefSpec::parse("branch:release/1").expect("ok"),
+            RefSpec::Branch("release/1".into())
+        );
+        assert_eq!(
+            RefSpec::parse("tag:v1.2.0").expect("ok"),
+            RefSpec::Tag("v1.2.0".into())
+        );
         let hex = "A".repeat(40);
-        assert_eq!(RefSpec::parse(&format!("commit:{hex}")).expect("ok"), RefSpec::Commit("a".repeat(40)));
-        let RefSpec::Semver(req) = RefSpec::parse("semver:>=1.0, <2").expect("ok") else { panic!("semver") };
+        assert_eq!(
+            RefSpec::parse(&format!("commit:{hex}")).expect("ok"),
+            RefSpec::Commit("a".repeat(40))
+        );
+        let RefSpec::Semver(req) = RefSpec::parse("semver:>=1.0, <2").expect("ok") else {
+            panic!("semver")
+        };
         assert!(req.matches(&semver::Version::new(1, 9, 0)));
-        assert_eq!(RefSpec::parse("semver:>=1.0, <2").expect("ok").to_string(), "semver:>=1.0, <2");
+        assert_eq!(
+            RefSpec::parse("semver:>=1.0, <2").expect("ok").to_string(),
+            "semver:>=1.0, <2"
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl Snapshot {
     ///
     /// # Errors
     /// A path that is not normalised and relative ([`Error::BadRef`]), or a limit exceeded.
-    pub fn from_files<P, B>(revision: impl Into<String>, files: impl IntoIterator<Item = (P, B)>) -> Result<Snapshot>
+    pub fn from_files<P, B>(
+        revision: impl Into<String>,
+        files: impl IntoIterator<Item = (P, B)>,
+    ) -> Result<Snapshot>
     where
         P: Into<String>,
         B: Into<Vec<u8>>,
@@ -148,7 +151,11 @@ impl Snapshot {
             reason: e.to_string(),
         };
         let id = repo.rev_parse_single(rev).map_err(|e| bad(&e))?;
-        let commit = id.object().map_err(|e| bad(&e))?.peel_to_commit().map_err(|e| bad(&e))?;
+        let commit = id
+            .object()
+            .map_err(|e| bad(&e))?
+            .peel_to_commit()
+            .map_err(|e| bad(&e))?;
         read_commit(&repo, commit.id, Limits::default())
     }
 
@@ -169,7 +176,10 @@ impl Snapshot {
             d => format!("{d}/"),
         };
         self.files
-            .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
             .map(|(p, _)| p.as_str())
             .take_while(move |p| p.starts_with(&prefix))
     }
@@ -214,7 +224,12 @@ fn read_regular(path: &Path, listed: &std::fs::Metadata) -> std::io::Result<Vec<
 /// Reads the tree of `commit` from `repo`'s objects.
 pub(crate) fn read_commit(repo: &gix::Repository, commit: gix::ObjectId, limits: Limits) -> Result<Snapshot> {
     let git = |e: gix::Error| Error::Git(e.to_string());
-    let tree = repo.find_commit(commit).map_err(git)?.tree_id().map_err(git)?.detach();
+    let tree = repo
+        .find_commit(commit)
+        .map_err(git)?
+        .tree_id()
+        .map_err(git)?
+        .detach();
     let mut builder = Builder::new(commit.to_string(), limits);
     let mut stack: Vec<(gix::ObjectId, String)> = vec![(tree, String::new())];
     while let Some((id, prefix)) = stack.pop() {
@@ -347,9 +362,15 @@ mod tests {
 
     #[test]
     fn paths_under_lists_only_that_directory() {
-        let snap = Snapshot::from_files("r", [("a/x.yaml", "1"), ("a/y/z.yaml", "2"), ("ab/c", "3"), ("b", "4")])
-            .expect("valid");
-        assert_eq!(snap.paths_under("a").collect::<Vec<_>>(), ["a/x.yaml", "a/y/z.yaml"]);
+        let snap = Snapshot::from_files(
+            "r",
+            [("a/x.yaml", "1"), ("a/y/z.yaml", "2"), ("ab/c", "3"), ("b", "4")],
+        )
+        .expect("valid");
+        assert_eq!(
+            snap.paths_under("a").collect::<Vec<_>>(),
+            ["a/x.yaml", "a/y/z.yaml"]
+        );
         assert_eq!(snap.paths_under("a/").count(), 2);
         assert_eq!(snap.paths_under("").count(), 4);
         assert_eq!(snap.get("ab/c"), Some(&b"3"[..]));
@@ -366,7 +387,10 @@ mod tests {
     fn limits_name_the_file() {
         let mut b = Builder::new("r".into(), small());
         let e = b.add("big".into(), vec![0; 11]).expect_err("over the file limit");
-        assert!(matches!(e, Error::TooLarge { ref path, bytes: 11, .. } if path == "big"), "{e}");
+        assert!(
+            matches!(e, Error::TooLarge { ref path, bytes: 11, .. } if path == "big"),
+            "{e}"
+        );
         b.add("a".into(), vec![0; 10]).expect("fits");
         b.add("b".into(), vec![0; 10]).expect("fits");
         let e = b.add("c".into(), vec![0; 10]).expect_err("over the total");

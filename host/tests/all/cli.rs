@@ -31,8 +31,9 @@ fn inspect_prints_digest_world_and_imports() {
     assert!(stdout.contains(&format!("sha256:   {sha}")), "{stdout}");
     assert!(stdout.contains("world:    validator"), "{stdout}");
     assert!(stdout.contains("name:     port-range"), "{stdout}");
-    assert!(stdout.contains("kitsync:plugin/host@0.1.0"), "{stdout}");
+    assert!(stdout.contains("kitsync:plugin/types@0.1.0"), "{stdout}");
     assert!(!stdout.contains("wasi:sockets"), "{stdout}");
+    assert!(!stdout.contains("wasi:filesystem"), "{stdout}");
 }
 
 #[test]
@@ -49,12 +50,9 @@ fn run_reports_findings_at_file_and_line_and_exits_1() {
     ]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    // The Service starts at line 30 of vision.yaml and its port 6776 is out of range.
-    let expected = format!("{}:30: error [port-range/", input.display());
-    assert!(
-        stdout.contains(&expected),
-        "wanted {expected:?} in:\n{stdout}"
-    );
+    // The Service's `port: 6776` (line 40 of vision.yaml) is out of range.
+    let expected = format!("{}:40: error [port-range/", input.display());
+    assert!(stdout.contains(&expected), "wanted {expected:?} in:\n{stdout}");
     assert!(stdout.contains("6776"), "{stdout}");
     assert!(stdout.contains("/spec/ports/0/port"), "{stdout}");
 }
@@ -98,10 +96,7 @@ fn transformer_prints_yaml() {
     let objects = kitsync::manifest::parse("out.yaml", &stdout).expect("output is YAML");
     assert_eq!(objects.len(), 2);
     for object in &objects {
-        assert_eq!(
-            object.value["metadata"]["labels"]["team"], "vision",
-            "{stdout}"
-        );
+        assert_eq!(object.value["metadata"]["labels"]["team"], "vision", "{stdout}");
     }
 }
 
@@ -120,10 +115,7 @@ fn bad_config_exits_2_naming_the_plugin() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("port_range.wasm"), "{stderr}");
-    assert!(
-        stderr.contains("validate-config: invalid config"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("validate-config: invalid config"), "{stderr}");
 }
 
 #[test]
@@ -151,11 +143,7 @@ fn wrong_pin_exits_2() {
 fn malformed_yaml_exits_2_with_location() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: [oops\n",
-    )
-    .expect("write");
+    std::fs::write(&bad, "apiVersion: v1\nkind: Service\nmetadata:\n  name: [oops\n").expect("write");
     let out = kitsync(&[
         "plugin",
         "run",

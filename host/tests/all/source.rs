@@ -1,7 +1,9 @@
 //! Git sources against real repositories made with the `git` CLI, over file://, a plain
 //! path, `git daemon` and `git http-backend` behind a loopback HTTP server with basic auth.
 
-use kitsync::source::{Auth, Error, PollOutcome, RefSpec, Secret, Snapshot, Source, SourceConfig, redact_url};
+use kitsync::source::{
+    Auth, Error, PollOutcome, RefSpec, Secret, Snapshot, Source, SourceConfig, redact_url,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,20 @@ use tempfile::TempDir;
 /// Runs git in `dir` with a fixed identity and no user or system configuration.
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "init.defaultBranch=main", "-c", "user.name=Kit Tester", "-c", "user.email=kit@example.com"])
-        .args(["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "user.name=Kit Tester",
+            "-c",
+            "user.email=kit@example.com",
+        ])
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "advice.detachedHead=false",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -39,7 +53,10 @@ impl Remote {
         let dir = TempDir::new().expect("temp dir");
         git(dir.path(), &["init", "--bare", "-q", "remote.git"]);
         git(dir.path(), &["init", "-q", "work"]);
-        git(&dir.path().join("work"), &["remote", "add", "origin", "../remote.git"]);
+        git(
+            &dir.path().join("work"),
+            &["remote", "add", "origin", "../remote.git"],
+        );
         Remote { dir }
     }
 
@@ -85,8 +102,12 @@ fn new_cache() -> TempDir {
 }
 
 fn open(url: &str, reference: &str, cache: &TempDir) -> Source {
-    let config = SourceConfig::new(url, RefSpec::parse(reference).expect("valid ref"), cache.path().join("c"))
-        .with_timeout(Duration::from_secs(20));
+    let config = SourceConfig::new(
+        url,
+        RefSpec::parse(reference).expect("valid ref"),
+        cache.path().join("c"),
+    )
+    .with_timeout(Duration::from_secs(20));
     Source::open(config).expect("source opens")
 }
 
@@ -119,8 +140,15 @@ struct Daemon {
 impl Daemon {
     fn start(base: &Path) -> Daemon {
         let port = free_port();
-        let child = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", "--enable=receive-pack"])
+        // `git daemon` would run `git-daemon` as a child that outlives a kill of `git`.
+        let exec_path = git(base, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args([
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                "--enable=receive-pack",
+            ])
             .arg(format!("--base-path={}", base.display()))
             .arg(format!("--port={port}"))
             .arg(base)
@@ -148,7 +176,13 @@ impl Drop for Daemon {
 /// The poll cycle every transport must pass: first clone, a no-op poll that does not fetch,
 /// a new commit fetched once, then no-op again. Returns (clone, no-op, fetch) durations.
 fn poll_cycle(remote: &Remote, url: &str) -> (Duration, Duration, Duration) {
-    let first = remote.commit("v1", &[("kits/a/kit.yaml", "namespace: a\n"), ("kits/a/svc.yaml", "port: 6776\n")]);
+    let first = remote.commit(
+        "v1",
+        &[
+            ("kits/a/kit.yaml", "namespace: a\n"),
+            ("kits/a/svc.yaml", "port: 6776\n"),
+        ],
+    );
     let cache = new_cache();
     let source = open(url, "main", &cache);
     assert_eq!(source.last_commit(), None);
@@ -168,12 +202,20 @@ fn poll_cycle(remote: &Remote, url: &str) -> (Duration, Duration, Duration) {
     let snap = source.snapshot(outcome.commit()).expect("snapshot");
     assert_eq!(snap.revision, first);
     assert_eq!(text(&snap, "kits/a/svc.yaml"), "port: 6776\n");
-    assert_eq!(snap.paths_under("kits/a").collect::<Vec<_>>(), ["kits/a/kit.yaml", "kits/a/svc.yaml"]);
+    assert_eq!(
+        snap.paths_under("kits/a").collect::<Vec<_>>(),
+        ["kits/a/kit.yaml", "kits/a/svc.yaml"]
+    );
 
     let t = Instant::now();
     let outcome = source.poll().expect("no-op poll");
     let noop = t.elapsed();
-    assert_eq!(outcome, PollOutcome::Unchanged { commit: first.clone() });
+    assert_eq!(
+        outcome,
+        PollOutcome::Unchanged {
+            commit: first.clone()
+        }
+    );
     assert_eq!(source.fetches(), 1, "a poll with no new commit must not fetch");
 
     let second = remote.commit("v2", &[("kits/a/svc.yaml", "port: 5445\n")]);
@@ -189,17 +231,31 @@ fn poll_cycle(remote: &Remote, url: &str) -> (Duration, Duration, Duration) {
         }
     );
     assert_eq!(source.fetches(), 2);
-    assert_eq!(text(&source.snapshot(&second).expect("snapshot"), "kits/a/svc.yaml"), "port: 5445\n");
+    assert_eq!(
+        text(&source.snapshot(&second).expect("snapshot"), "kits/a/svc.yaml"),
+        "port: 5445\n"
+    );
     // The earlier revision stays readable from the cache.
-    assert_eq!(text(&source.snapshot(&first).expect("snapshot"), "kits/a/svc.yaml"), "port: 6776\n");
+    assert_eq!(
+        text(&source.snapshot(&first).expect("snapshot"), "kits/a/svc.yaml"),
+        "port: 6776\n"
+    );
 
-    assert_eq!(source.poll().expect("poll"), PollOutcome::Unchanged { commit: second.clone() });
+    assert_eq!(
+        source.poll().expect("poll"),
+        PollOutcome::Unchanged {
+            commit: second.clone()
+        }
+    );
     assert_eq!(source.fetches(), 2, "no new commit, no fetch");
 
     // A new `Source` over the same cache (a restart) knows the commit and does not fetch.
     let reopened = open(url, "main", &cache);
     assert_eq!(reopened.last_commit().as_deref(), Some(second.as_str()));
-    assert_eq!(reopened.poll().expect("poll"), PollOutcome::Unchanged { commit: second });
+    assert_eq!(
+        reopened.poll().expect("poll"),
+        PollOutcome::Unchanged { commit: second }
+    );
     assert_eq!(reopened.fetches(), 0);
     (clone, noop, fetch)
 }
@@ -238,7 +294,10 @@ fn force_push_is_followed_and_reported() {
     git(&work, &["reset", "-q", "--hard", &base]);
     std::fs::write(work.join("a.yaml"), "a: 3\n").expect("write");
     git(&work, &["commit", "-q", "-am", "rewritten"]);
-    git(&work, &["push", "-q", "--force", "origin", "HEAD:refs/heads/main"]);
+    git(
+        &work,
+        &["push", "-q", "--force", "origin", "HEAD:refs/heads/main"],
+    );
     let new = git(&work, &["rev-parse", "HEAD"]);
 
     let outcome = source.poll().expect("poll follows the force push");
@@ -250,8 +309,14 @@ fn force_push_is_followed_and_reported() {
             forced: true
         }
     );
-    assert_eq!(text(&source.snapshot(&new).expect("snapshot"), "a.yaml"), "a: 3\n");
-    assert_eq!(text(&source.snapshot(&old).expect("old commit kept"), "a.yaml"), "a: 2\n");
+    assert_eq!(
+        text(&source.snapshot(&new).expect("snapshot"), "a.yaml"),
+        "a: 3\n"
+    );
+    assert_eq!(
+        text(&source.snapshot(&old).expect("old commit kept"), "a.yaml"),
+        "a: 2\n"
+    );
 }
 
 #[test]
@@ -278,7 +343,10 @@ fn tag_and_semver_refs() {
     // A tag outside the range changes nothing and fetches nothing.
     remote.commit("3.0.0", &[("v", "3.0.0")]);
     remote.tag("v3.0.0", false);
-    assert_eq!(semver.poll().expect("poll"), PollOutcome::Unchanged { commit: v120.clone() });
+    assert_eq!(
+        semver.poll().expect("poll"),
+        PollOutcome::Unchanged { commit: v120.clone() }
+    );
     assert_eq!(semver.fetches(), 1);
 
     // v1.3.0 is in range and higher: the source moves to it.
@@ -304,14 +372,22 @@ fn fixed_commit_is_fetched_once_then_never_again() {
     let source = open(&remote.file_url(), &format!("commit:{pinned}"), &cache);
     let outcome = source.poll().expect("poll");
     assert_eq!(outcome.commit(), pinned);
-    assert_eq!(text(&source.snapshot(&pinned).expect("snapshot"), "a.yaml"), "pinned\n");
+    assert_eq!(
+        text(&source.snapshot(&pinned).expect("snapshot"), "a.yaml"),
+        "pinned\n"
+    );
     assert_eq!(source.fetches(), 1);
 
     remote.commit("even later", &[("a.yaml", "even later\n")]);
     // The remote can even go away: a pinned commit in the cache needs no network.
     std::fs::rename(remote.bare(), remote.dir.path().join("gone.git")).expect("rename");
     for _ in 0..3 {
-        assert_eq!(source.poll().expect("poll"), PollOutcome::Unchanged { commit: pinned.clone() });
+        assert_eq!(
+            source.poll().expect("poll"),
+            PollOutcome::Unchanged {
+                commit: pinned.clone()
+            }
+        );
     }
     assert_eq!(source.fetches(), 1);
 }
@@ -323,9 +399,16 @@ fn missing_refs_are_named() {
     let url = remote.file_url();
     let absent = format!("commit:{}", &"0123456789abcdef".repeat(3)[..40]);
     for reference in ["branch:nope", "tag:v9.9.9", absent.as_str()] {
-        let source = open(&url, reference, &new_cache());
+        let cache = new_cache();
+        let source = open(&url, reference, &cache);
         let err = source.poll().expect_err("missing");
-        let Error::MissingRef { url: shown, reference: named } = &err else { panic!("{reference}: {err:?}") };
+        let Error::MissingRef {
+            url: shown,
+            reference: named,
+        } = &err
+        else {
+            panic!("{reference}: {err:?}")
+        };
         assert_eq!(shown, &url);
         assert_eq!(named, reference);
         assert!(err.to_string().contains(&url), "{err}");
@@ -350,10 +433,18 @@ fn unreachable_remote_fails_fast_and_keeps_the_last_commit() {
     assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     assert!(err.to_string().contains(&url), "{err}");
     assert_eq!(source.last_commit().as_deref(), Some(commit.as_str()));
-    assert_eq!(text(&source.snapshot(&commit).expect("still readable"), "a.yaml"), "a: 1\n");
+    assert_eq!(
+        text(&source.snapshot(&commit).expect("still readable"), "a.yaml"),
+        "a: 1\n"
+    );
 
     // Same for a source that never reached its remote.
-    let never = open(&format!("git://127.0.0.1:{}/x.git", free_port()), "main", &new_cache());
+    let never_cache = new_cache();
+    let never = open(
+        &format!("git://127.0.0.1:{}/x.git", free_port()),
+        "main",
+        &never_cache,
+    );
     assert!(matches!(never.poll(), Err(Error::Unreachable { .. })));
 }
 
@@ -368,12 +459,18 @@ fn a_silent_server_times_out() {
             held.push(stream);
         }
     });
-    let config = SourceConfig::new(format!("git://127.0.0.1:{port}/r.git"), RefSpec::parse("main").expect("ref"), new_cache().path().join("c"))
-        .with_timeout(Duration::from_millis(300));
+    let config = SourceConfig::new(
+        format!("git://127.0.0.1:{port}/r.git"),
+        RefSpec::parse("main").expect("ref"),
+        new_cache().path().join("c"),
+    )
+    .with_timeout(Duration::from_millis(300));
     let source = Source::open(config).expect("open");
     let t = Instant::now();
     let err = source.poll().expect_err("times out");
-    let Error::Unreachable { source: cause, .. } = &err else { panic!("{err:?}") };
+    let Error::Unreachable { source: cause, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(cause.kind(), std::io::ErrorKind::TimedOut);
     assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
 }
@@ -387,25 +484,43 @@ fn symlinks_and_submodules_are_recorded_not_followed() {
     std::os::unix::fs::symlink("../../..", work.join("kits/a/up")).expect("symlink");
     let first = remote.commit("regular", &[("kits/a/kit.yaml", "namespace: a\n")]);
     // A gitlink (submodule) entry, committed without `add -A` (it has no checkout).
-    git(&work, &["update-index", "--add", "--cacheinfo", &format!("160000,{first},vendor/sub")]);
+    git(
+        &work,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{first},vendor/sub"),
+        ],
+    );
     git(&work, &["commit", "-q", "-m", "with a submodule"]);
     git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
     let commit = git(&work, &["rev-parse", "HEAD"]);
 
-    let source = open(&remote.file_url(), "main", &new_cache());
+    let cache = new_cache();
+    let source = open(&remote.file_url(), "main", &cache);
     source.poll().expect("poll");
     let snap = source.snapshot(&commit).expect("snapshot");
     assert_eq!(snap.symlinks, ["kits/a/up", "passwd"]);
     assert_eq!(snap.submodules, ["vendor/sub"]);
-    assert_eq!(snap.files().map(|(p, _)| p).collect::<Vec<_>>(), ["kits/a/kit.yaml"]);
+    assert_eq!(
+        snap.files().map(|(p, _)| p).collect::<Vec<_>>(),
+        ["kits/a/kit.yaml"]
+    );
     assert!(snap.get("passwd").is_none());
     let passwd = std::fs::read("/etc/passwd").unwrap_or_default();
     let first_line = passwd.split(|b| *b == b'\n').next().unwrap_or_default();
     for (path, bytes) in snap.files() {
-        assert!(first_line.is_empty() || !bytes.windows(first_line.len()).any(|w| w == first_line), "{path}");
+        assert!(
+            first_line.is_empty() || !bytes.windows(first_line.len()).any(|w| w == first_line),
+            "{path}"
+        );
     }
     let err = snap.deny_symlinks().expect_err("strict callers get an error");
-    assert!(matches!(err, Error::Symlink { ref path } if path == "kits/a/up"), "{err:?}");
+    assert!(
+        matches!(err, Error::Symlink { ref path } if path == "kits/a/up"),
+        "{err:?}"
+    );
 
     // The same tree read as a directory.
     let dir = Snapshot::from_dir(&work).expect("from_dir");
@@ -417,7 +532,10 @@ fn symlinks_and_submodules_are_recorded_not_followed() {
 fn from_dir_and_from_git_read_a_worktree() {
     let remote = Remote::new();
     let work = remote.work();
-    let first = remote.commit("one", &[("kitsync.yaml", "{}\n"), ("kits/a/kit.yaml", "namespace: a\n")]);
+    let first = remote.commit(
+        "one",
+        &[("kitsync.yaml", "{}\n"), ("kits/a/kit.yaml", "namespace: a\n")],
+    );
     git(&work, &["tag", "v1"]);
     let second = remote.commit("two", &[("kits/a/svc.yaml", "port: 1\n")]);
     // Uncommitted and ignored-by-us content.
@@ -456,28 +574,43 @@ fn oversized_file_is_an_error_naming_it() {
     std::fs::create_dir_all(dir.path().join("kits/a")).expect("mkdir");
     std::fs::write(dir.path().join("kits/a/big.yaml"), vec![b'#'; (16 << 20) + 1]).expect("write");
     let err = Snapshot::from_dir(dir.path()).expect_err("too large");
-    let Error::TooLarge { path, bytes, .. } = &err else { panic!("{err:?}") };
+    let Error::TooLarge { path, bytes, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!((path.as_str(), *bytes), ("kits/a/big.yaml", (16 << 20) + 1));
     assert!(err.to_string().contains("kits/a/big.yaml"), "{err}");
 }
 
 #[test]
 fn option_like_urls_and_refs_never_reach_git() {
-    for url in ["-oProxyCommand=evil", "--upload-pack=touch /tmp/pwned", "ssh://-oProxyCommand=evil/x"] {
+    for url in [
+        "-oProxyCommand=evil",
+        "--upload-pack=touch /tmp/pwned",
+        "ssh://-oProxyCommand=evil/x",
+    ] {
         let config = SourceConfig::new(url, RefSpec::Branch("main".into()), new_cache().path().join("c"));
         assert!(matches!(Source::open(config), Err(Error::BadRef { .. })), "{url}");
     }
     for reference in ["-main", "branch:--upload-pack=x", "tag:-v1"] {
-        assert!(matches!(RefSpec::parse(reference), Err(Error::BadRef { .. })), "{reference}");
+        assert!(
+            matches!(RefSpec::parse(reference), Err(Error::BadRef { .. })),
+            "{reference}"
+        );
     }
 }
 
 #[test]
 fn redact_url_removes_credentials() {
     let cases = [
-        ("https://user:secret@git.example.com/org/repo.git", "https://***@git.example.com/org/repo.git"),
+        (
+            "https://user:secret@git.example.com/org/repo.git",
+            "https://***@git.example.com/org/repo.git",
+        ),
         ("https://ghp_token@github.com/o/r", "https://***@github.com/o/r"),
-        ("http://a:b@127.0.0.1:8080/r.git?x=1#frag", "http://***@127.0.0.1:8080/r.git?***#frag"),
+        (
+            "http://a:b@127.0.0.1:8080/r.git?x=1#frag",
+            "http://***@127.0.0.1:8080/r.git?***#frag",
+        ),
         ("https://host/r.git?private_token=abc", "https://host/r.git?***"),
         ("ssh://git@host:22/r.git", "ssh://***@host:22/r.git"),
         ("https://host/path/with@sign", "https://host/path/with@sign"),
@@ -496,10 +629,16 @@ fn poll_async_runs_on_the_blocking_pool() {
     let commit = remote.commit("one", &[("a.yaml", "a: 1\n")]);
     let cache = new_cache();
     let source = open(&remote.file_url(), "main", &cache);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let snapshot = runtime.block_on(async {
         let outcome = source.poll_async().await.expect("poll");
-        source.snapshot_async(outcome.commit().to_owned()).await.expect("snapshot")
+        source
+            .snapshot_async(outcome.commit().to_owned())
+            .await
+            .expect("snapshot")
     });
     assert_eq!(snapshot.revision, commit);
 }
@@ -510,7 +649,10 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
@@ -522,8 +664,8 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// A one-request-per-connection HTTP/1.1 server that checks basic auth, then runs
-/// `git http-backend` as a CGI for the request. Serves until the test process ends.
+/// A one-request-per-connection HTTP/1.1 server that checks basic auth under `/private/`,
+/// then runs `git http-backend` as a CGI for the request. Serves until the test process ends.
 struct HttpGit {
     port: u16,
 }
@@ -588,7 +730,7 @@ fn serve(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result
         }
     }
     let mut out = stream;
-    if header("authorization").as_deref() != Some(expected_auth) {
+    if target.starts_with("/private/") && header("authorization").as_deref() != Some(expected_auth) {
         let msg = "authentication required\n";
         write!(
             out,
@@ -622,10 +764,23 @@ fn serve(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result
         stdin.write_all(&body)?;
     }
     let output = cgi.wait_with_output()?;
-    let split = output.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
-    let split = split.or_else(|| output.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let split = output
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    let split = split.or_else(|| {
+        output
+            .stdout
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map(|i| (i, 2))
+    });
     let (head, payload) = match split {
-        Some((i, n)) => (String::from_utf8_lossy(&output.stdout[..i]).into_owned(), &output.stdout[i + n..]),
+        Some((i, n)) => (
+            String::from_utf8_lossy(&output.stdout[..i]).into_owned(),
+            &output.stdout[i + n..],
+        ),
         None => (String::new(), &output.stdout[..]),
     };
     let mut status = "200 OK".to_owned();
@@ -647,54 +802,68 @@ fn serve(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result
 }
 
 #[test]
-fn http_basic_auth_and_rejected_credentials() {
+fn http_transport_and_credential_handling() {
     let remote = Remote::new();
     let commit = remote.commit("one", &[("a.yaml", "a: 1\n")]);
+    // `/private/remote.git` is the same repository behind basic auth.
+    std::os::unix::fs::symlink(".", remote.dir.path().join("private")).expect("symlink");
     let server = HttpGit::start(remote.dir.path(), "alice", "s3cret-pw");
-    let url = server.url("remote.git");
     let secrets = TempDir::new().expect("dir");
     let password_file = secrets.path().join("password");
     std::fs::write(&password_file, "s3cret-pw\n").expect("write");
-
-    let with_auth = |auth: Auth| {
-        let config = SourceConfig::new(url.clone(), RefSpec::Branch("main".into()), new_cache().path().join("c"))
+    let cache = new_cache();
+    let config = |url: String, auth: Auth, dir: &str| {
+        SourceConfig::new(url, RefSpec::Branch("main".into()), cache.path().join(dir))
             .with_auth(auth)
-            .with_timeout(Duration::from_secs(20));
-        Source::open(config).expect("open")
+            .with_timeout(Duration::from_secs(20))
     };
 
-    let good = with_auth(Auth::Basic {
-        username: "alice".into(),
-        password: Secret::File(password_file.clone()),
-    });
+    // Anonymous reads over the smart http protocol, with the no-op poll fetching nothing.
+    let public = Source::open(config(server.url("remote.git"), Auth::None, "public")).expect("open");
     let t = Instant::now();
-    assert_eq!(good.poll().expect("authenticated poll").commit(), commit);
+    assert_eq!(public.poll().expect("anonymous poll").commit(), commit);
     let clone = t.elapsed();
     let t = Instant::now();
-    assert!(!good.poll().expect("no-op").is_changed());
-    eprintln!("http (basic auth): clone {clone:?}, no-op poll {:?}", t.elapsed());
-    assert_eq!(good.fetches(), 1);
-    assert_eq!(text(&good.snapshot(&commit).expect("snapshot"), "a.yaml"), "a: 1\n");
+    assert!(!public.poll().expect("no-op").is_changed());
+    eprintln!("http: clone {clone:?}, no-op poll {:?}", t.elapsed());
+    assert_eq!(public.fetches(), 1);
+    assert_eq!(
+        text(&public.snapshot(&commit).expect("snapshot"), "a.yaml"),
+        "a: 1\n"
+    );
 
-    std::fs::write(&password_file, "wrong-pw").expect("write");
-    let err = good.poll().expect_err("rejected");
+    // A remote that wants credentials, asked without any: a distinct, clear error.
+    let private =
+        Source::open(config(server.url("private/remote.git"), Auth::None, "private")).expect("open");
+    let err = private.poll().expect_err("needs credentials");
     assert!(matches!(err, Error::Unauthenticated { .. }), "{err:?}");
-    assert!(!format!("{err} {err:?}").contains("wrong-pw"), "{err:?}");
-    assert_eq!(good.last_commit().as_deref(), Some(commit.as_str()), "last commit kept");
+    assert_eq!(private.last_commit(), None);
 
-    let none = with_auth(Auth::None);
-    assert!(matches!(none.poll(), Err(Error::Unauthenticated { .. })));
+    // Credentials are never sent over plain http; refused before any connection.
+    let basic = Auth::Basic {
+        username: "alice".into(),
+        password: Secret::File(password_file.clone()),
+    };
+    let err = Source::open(config(server.url("private/remote.git"), basic, "basic")).expect_err("plain http");
+    assert!(matches!(err, Error::InsecureCredentials { .. }), "{err:?}");
+    assert!(err.to_string().contains("use an https URL"), "{err}");
+    assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
 
-    // A variable no environment sets: the secret is read at use and its absence reported.
-    let token = with_auth(Auth::Token {
-        token: Secret::Env("KITSYNC_TEST_UNSET_TOKEN_VAR".into()),
-    });
-    assert!(matches!(token.poll(), Err(Error::MissingSecret { .. })));
-
-    // Credentials in the URL never show in errors.
-    let leaky = format!("http://alice:wrong-in-url@127.0.0.1:{}/remote.git", server.port);
-    let config = SourceConfig::new(leaky, RefSpec::Branch("main".into()), new_cache().path().join("c"));
-    let err = Source::open(config).expect("open").poll().expect_err("rejected");
+    // Nor in the URL, and the URL's secret never shows in the error.
+    let leaky = format!(
+        "http://alice:s3cret-in-url@127.0.0.1:{}/private/remote.git",
+        server.port
+    );
+    let err = Source::open(config(leaky, Auth::None, "leaky")).expect_err("plain http");
+    assert!(matches!(err, Error::InsecureCredentials { .. }), "{err:?}");
     let shown = format!("{err} {err:?}");
-    assert!(!shown.contains("wrong-in-url") && !shown.contains("alice"), "{shown}");
+    assert!(!shown.contains("s3cret-in-url"), "{shown}");
+
+    // A token from a variable no environment sets: its absence is reported as such.
+    let token = Auth::Token {
+        token: Secret::Env("KITSYNC_TEST_UNSET_TOKEN_VAR".into()),
+    };
+    let unset = Source::open(config("https://127.0.0.1:9/remote.git".into(), token, "token")).expect("open");
+    let err = unset.poll().expect_err("no token");
+    assert!(matches!(err, Error::MissingSecret { .. }), "{err:?}");
 }
