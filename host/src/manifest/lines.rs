@@ -39,10 +39,8 @@ impl LineIndex {
                     path.clear();
                     null_root = false;
                 }
-                Event::DocumentEnd => {
-                    if null_root {
-                        documents.pop();
-                    }
+                Event::DocumentEnd if null_root => {
+                    documents.pop();
                 }
                 Event::Scalar(value, style, _, tag) => {
                     if stack.is_empty() && tag.is_none() && style == ScalarStyle::Plain {

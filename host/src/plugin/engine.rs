@@ -416,8 +416,13 @@ impl Plugin {
         };
         probe.call(Phase::Load, |store, pre| {
             match pre {
-                Pre::Transformer(p) => drop(p.instantiate(&mut *store)?),
-                Pre::Validator(p) => drop(p.instantiate(&mut *store)?),
+                // Instantiating runs the component's start code; the instance is not used.
+                Pre::Transformer(p) => {
+                    p.instantiate(&mut *store)?;
+                }
+                Pre::Validator(p) => {
+                    p.instantiate(&mut *store)?;
+                }
             }
             Ok(())
         })
@@ -492,7 +497,7 @@ impl Configured {
             .map_err(|e| self.error(Phase::Transform, plugin_error(e)))?;
         let mut result = Vec::with_capacity(output.objects.len());
         for (index, object) in output.objects.into_iter().enumerate() {
-            result.push(self.from_wit_object(index, object, objects)?);
+            result.push(self.object_from_wit(index, object, objects)?);
         }
         Ok(TransformOutput {
             objects: result,
@@ -589,7 +594,7 @@ impl Configured {
     }
 
     /// Checks one returned object: valid JSON, identity present and consistent.
-    fn from_wit_object(&self, index: usize, object: types::Object, inputs: &[Object]) -> Result<Object> {
+    fn object_from_wit(&self, index: usize, object: types::Object, inputs: &[Object]) -> Result<Object> {
         let value: Value = serde_json::from_str(&object.json).map_err(|e| {
             self.error(
                 Phase::Transform,
