@@ -65,7 +65,9 @@ pub(super) fn format(report: &CheckReport) -> String {
             }
         }
     }
-    out.push('\n');
+    if !out.is_empty() {
+        out.push('\n');
+    }
     for kit in &report.kits {
         let r = &kit.rendered;
         match &r.failed {
