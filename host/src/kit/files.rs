@@ -108,19 +108,30 @@ fn parse_yaml<'a, T: Deserialize<'a>>(file: &str, bytes: &'a [u8]) -> Result<T, 
     }
     serde_saphyr::from_str(text).map_err(|e| {
         let location = e.location();
+        let line = location.map(|l| l.line()).unwrap_or(0);
         Error::At {
             file: file.to_owned(),
-            line: location.map(|l| l.line()).unwrap_or(0),
+            line,
             column: location.map(|l| l.column()).unwrap_or(0),
-            message: e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .trim()
-                .to_owned(),
+            message: describe(&e.to_string(), text, line),
         }
     })
+}
+
+/// The parser's first message line without its own location prefix, plus the offending
+/// source line, so a type error names the field (`invalid boolean in "prune: sometimes"`).
+fn describe(message: &str, text: &str, line: u64) -> String {
+    let first = crate::manifest::parser_message(message);
+    let source = usize::try_from(line)
+        .ok()
+        .and_then(|l| l.checked_sub(1))
+        .and_then(|l| text.lines().nth(l))
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    match source {
+        Some(source) if !first.contains(source) => format!("{first} in {source:?}"),
+        _ => first,
+    }
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> Error {
@@ -311,6 +322,11 @@ mod tests {
         )
         .expect_err("wrong type");
         assert!(err.to_string().starts_with("k.yaml:2:"), "{err}");
+        assert!(err.to_string().contains(r#"in "prune: sometimes""#), "{err}");
+        assert!(
+            !err.to_string().contains("line 2 column"),
+            "location said once: {err}"
+        );
     }
 
     #[test]

@@ -46,9 +46,9 @@ pub enum Error {
     NamespaceClaimed {
         /// The namespace.
         namespace: String,
-        /// The kit that claimed it first (in path order).
+        /// The kit this error is about.
         first: String,
-        /// The other kit.
+        /// Another kit claiming the namespace.
         second: String,
     },
     /// Two kit directories have the same name.
@@ -153,7 +153,7 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
 
     let mut kits: BTreeMap<String, Result<Kit, Error>> = BTreeMap::new();
     let mut dirs_by_name: BTreeMap<String, String> = BTreeMap::new();
-    let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for dir in &kit_dirs {
         let name = dir
             .rsplit('/')
@@ -181,18 +181,28 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
             kit.manifests = manifests_of(snapshot, dir, &kit_dirs, &kit.manifests);
             kit
         });
-        let kit = kit.and_then(|kit| match namespaces.get(&kit.namespace) {
-            Some(first) => Err(Error::NamespaceClaimed {
-                namespace: kit.namespace.clone(),
-                first: first.clone(),
-                second: kit.name.clone(),
-            }),
-            None => {
-                namespaces.insert(kit.namespace.clone(), kit.name.clone());
-                Ok(kit)
-            }
-        });
+        if let Ok(kit) = &kit {
+            namespaces
+                .entry(kit.namespace.clone())
+                .or_default()
+                .push(kit.name.clone());
+        }
         kits.insert(name, kit);
+    }
+    // Every claimant of a shared namespace is blocked: which one "wins" must not depend on
+    // directory order, and none may write where another kit also believes it owns.
+    for (namespace, claimants) in namespaces.iter().filter(|(_, c)| c.len() > 1) {
+        for name in claimants {
+            let other = claimants.iter().find(|c| *c != name).cloned().unwrap_or_default();
+            kits.insert(
+                name.clone(),
+                Err(Error::NamespaceClaimed {
+                    namespace: namespace.clone(),
+                    first: name.clone(),
+                    second: other,
+                }),
+            );
+        }
     }
     Discovery { platform, kits }
 }

@@ -87,7 +87,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
                 file: file.to_owned(),
                 line: location.map(|l| l.line()).unwrap_or(0),
                 column: location.map(|l| l.column()).unwrap_or(0),
-                message: first_line(&e.to_string()),
+                message: parser_message(&e.to_string()),
             }
         })?;
     let mut objects = Vec::with_capacity(documents.len());
@@ -121,8 +121,22 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
     Ok(objects)
 }
 
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_owned()
+/// The YAML parser's message for a user: its first line, without the parser's own
+/// `error: line L column C:` prefix (callers print the location once, as file:line:column)
+/// and without hints aimed at programmers using the parser.
+pub fn parser_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw).trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    let first = match first.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest)) if position.contains("column") => rest,
+        _ => first,
+    };
+    let first = first.split(", set DuplicateKeyPolicy").next().unwrap_or(first);
+    if first.is_empty() {
+        "invalid YAML".to_owned()
+    } else {
+        first.to_owned()
+    }
 }
 
 /// Writes objects as a multi-document YAML stream.
@@ -171,7 +185,15 @@ mod tests {
             "apiVersion: v1\nkind: A\nkind: B\nmetadata: {name: x}\n",
         )
         .expect_err("dup");
-        assert!(err.to_string().contains("dup.yaml:3"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("dup.yaml:3:1: invalid YAML: duplicate mapping key: kind"),
+            "{err}"
+        );
+        assert!(
+            !err.to_string().contains("DuplicateKeyPolicy"),
+            "no parser-internal hint: {err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Host integration tests: one binary, a module per area. Plugins are real components
 //! built from `plugins/` by the `kitsync-test-artifacts` build script.
 
+mod check;
 mod cli;
+mod corpus;
 mod first_party;
 mod sandbox;
 mod source;
