@@ -98,6 +98,21 @@ fn bench(name: &str, path: &str, config: serde_json::Value, objects: &[Object]) 
         calls.push(started.elapsed());
     }
 
+    // Where a call's time goes: the same call on no objects (instantiate + config), and the
+    // host's share (objects to JSON text) measured alone.
+    let mut empty = Vec::with_capacity(ROUNDS / 4);
+    for _ in 0..ROUNDS / 4 {
+        let started = Instant::now();
+        match plugin.world() {
+            kitsync::plugin::World::Validator => drop(policy.validate(&[]).expect("validate")),
+            kitsync::plugin::World::Transformer => drop(policy.transform(&[]).expect("transform")),
+        }
+        empty.push(started.elapsed());
+    }
+    let started = Instant::now();
+    let encoded: usize = objects.iter().map(|o| o.value.to_string().len()).sum();
+    let encode = started.elapsed();
+
     println!(
         "{name:<16} {world:<11} {size:>7} KB | compile+load {cold:>10} | cached load p50 {cached:>10} | instantiate p50 {i50:>9} p99 {i99:>9} | call on {OBJECTS} objects p50 {c50:>9}",
         world = plugin.world(),
@@ -107,6 +122,13 @@ fn bench(name: &str, path: &str, config: serde_json::Value, objects: &[Object]) 
         i50 = us(percentile(&mut instantiate, 0.5)),
         i99 = us(percentile(&mut instantiate, 0.99)),
         c50 = ms(percentile(&mut calls, 0.5)),
+    );
+    println!(
+        "{:<28} call on 0 objects p50 {:>9} | host JSON encoding of the input {:>9} ({} KB)",
+        "",
+        ms(percentile(&mut empty, 0.5)),
+        ms(encode),
+        encoded / 1024
     );
 }
 
