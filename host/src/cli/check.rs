@@ -4,7 +4,7 @@ use super::{EngineArgs, FailOn, Outcome, cache_root};
 use crate::kit::{self, Discovery};
 use crate::render::{Pipeline, Rendered, Settings, input_hash};
 use crate::report::{CheckReport, Format, KitReport};
-use crate::source::{RefSpec, Snapshot, Source, SourceConfig};
+use crate::source::{Auth, RefSpec, Secret, Snapshot, Source, SourceConfig};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::collections::BTreeSet;
@@ -23,6 +23,9 @@ pub struct InputArgs {
     /// With --repo: branch, `tag:T`, `semver:RANGE` or `commit:SHA`.
     #[arg(long = "ref", id = "git_ref", value_name = "REF")]
     pub git_ref: Option<String>,
+    /// Git credentials for --repo.
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Only these kits (repeatable).
     #[arg(long = "kit", value_name = "NAME")]
     pub kits: Vec<String>,
@@ -32,6 +35,57 @@ pub struct InputArgs {
     /// Sandbox and cache settings.
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Credentials for `--repo`; secrets are read from files or variables, never from arguments.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// https: a file holding an access token (sent as the password of `x-access-token`).
+    #[arg(long, value_name = "FILE", requires = "repo", conflicts_with_all = ["token_env", "password_file", "ssh_key"])]
+    pub token_file: Option<PathBuf>,
+    /// https: an environment variable holding an access token.
+    #[arg(long, value_name = "VAR", requires = "repo", conflicts_with_all = ["password_file", "ssh_key"])]
+    pub token_env: Option<String>,
+    /// https: user name for basic auth (with --password-file).
+    #[arg(long, value_name = "NAME", requires = "password_file")]
+    pub username: Option<String>,
+    /// https: a file holding the basic-auth password.
+    #[arg(long, value_name = "FILE", requires_all = ["repo", "username"])]
+    pub password_file: Option<PathBuf>,
+    /// ssh: the private key file.
+    #[arg(long, value_name = "FILE", requires_all = ["repo", "known_hosts"])]
+    pub ssh_key: Option<PathBuf>,
+    /// ssh: the known_hosts file; hosts not in it are refused.
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+impl AuthArgs {
+    fn auth(&self) -> Auth {
+        if let Some(file) = &self.token_file {
+            return Auth::Token {
+                token: Secret::File(file.clone()),
+            };
+        }
+        if let Some(var) = &self.token_env {
+            return Auth::Token {
+                token: Secret::Env(var.clone()),
+            };
+        }
+        if let (Some(username), Some(file)) = (&self.username, &self.password_file) {
+            return Auth::Basic {
+                username: username.clone(),
+                password: Secret::File(file.clone()),
+            };
+        }
+        if let (Some(key_file), Some(known_hosts_file)) = (&self.ssh_key, &self.known_hosts) {
+            return Auth::SshKey {
+                key_file: key_file.clone(),
+                known_hosts_file: known_hosts_file.clone(),
+            };
+        }
+        Auth::None
+    }
 }
 
 /// `kitsync check`.
@@ -72,8 +126,9 @@ fn snapshot(input: &InputArgs) -> Result<Snapshot> {
                         .get(..16)
                         .unwrap_or("source"),
                 );
-            let config =
-                SourceConfig::new(url.clone(), reference, cache_dir).with_timeout(Duration::from_secs(60));
+            let config = SourceConfig::new(url.clone(), reference, cache_dir)
+                .with_auth(input.auth.auth())
+                .with_timeout(Duration::from_secs(60));
             let source = Source::open(config)?;
             let outcome = source.poll()?;
             Ok(source.snapshot(outcome.commit())?)

@@ -54,6 +54,8 @@ const CHECK_EXAMPLES: &str = "Examples:
   kitsync check examples
   kitsync check . --base origin/main --format github
   kitsync check --repo https://git.example.com/platform/gitops.git --ref main --format sarif > kitsync.sarif
+  kitsync check --repo https://git.example.com/platform/gitops.git --ref semver:'>=1.2, <2' \
+      --token-env GIT_TOKEN
 
 Exit status: 0 clean, 1 findings at or above --fail-on (or a kit that cannot render), 2 usage or internal error.";
 

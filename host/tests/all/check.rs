@@ -580,4 +580,26 @@ fn check_reads_a_git_remote() {
         "{}",
         text(&missing.stderr)
     );
+
+    // A token is never sent over plain http; the error says so before any connection.
+    let insecure = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args([
+            "check",
+            "--repo",
+            "http://127.0.0.1:9/gitops.git",
+            "--ref",
+            "main",
+        ])
+        .args(["--token-env", "KITSYNC_TEST_TOKEN"])
+        .env("KITSYNC_TEST_TOKEN", "s3cret-token")
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("kitsync runs");
+    let stderr = text(&insecure.stderr);
+    assert_eq!(insecure.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to send credentials over plain http"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-token"), "{stderr}");
 }
