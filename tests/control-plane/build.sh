@@ -28,6 +28,15 @@ complete() {
     for b in "${binaries[@]}"; do [[ -x "$1/$b" ]] || return 1; done
 }
 
+# One build per key at a time: a second caller (CI starts a build early, tests/run asks again)
+# waits for the first and then finds the binaries.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/$key.lock"
+if ! flock -n 9; then
+    echo "control plane: another build of $key is running; waiting for it" >&2
+    flock 9
+fi
+
 if complete "$bin"; then
     echo "control plane: cached in $bin" >&2
     echo "$bin"
