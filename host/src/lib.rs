@@ -35,6 +35,8 @@ pub mod plugin;
 pub mod guard;
 // The per-kit pipeline: parse, defaults, transforms, validators, guards.
 pub mod render;
+// Server-side apply of a kit's objects: stages, ownership, inventory, prune.
+pub mod apply;
 // Object-level differences between renders.
 pub mod diff;
 // Output formats for findings and diffs.

@@ -2,6 +2,7 @@
 
 mod check;
 mod plugin;
+mod sync;
 
 use crate::diagnostic::Severity;
 use crate::plugin::{Engine, EngineConfig, Limits};
@@ -45,6 +46,9 @@ pub enum Command {
         after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture"
     )]
     Render(check::RenderArgs),
+    /// Apply a directory of YAML to the cluster as one kit, once (bootstrap, trying the engine).
+    #[command(after_help = SYNC_EXAMPLES)]
+    Sync(sync::SyncArgs),
     /// Inspect and run policy plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -58,6 +62,16 @@ const CHECK_EXAMPLES: &str = "Examples:
       --token-env GIT_TOKEN
 
 Exit status: 0 clean, 1 findings at or above --fail-on (or a kit that cannot render), 2 usage or internal error.";
+
+const SYNC_EXAMPLES: &str = "Examples:
+  kitsync sync examples/kits/manufracture --namespace manufracture
+  kitsync sync ./manifests -n shop --service-account deployer --kubeconfig ~/.kube/dev
+
+Objects get the label kitsync.dev/kit=<kit> and the annotation kitsync.dev/revision; the kit's
+inventory is kept in the ConfigMap kitsync-inventory-<kit> in --host-namespace, and objects
+dropped from the directory are pruned (never one of another kit, or one annotated
+kitsync.dev/prune: disabled; never all of them from an empty directory).
+Exit status: 0 applied, 1 prune refused, 2 error.";
 
 /// `kitsync plugin ...`
 #[derive(Debug, Subcommand)]
@@ -202,6 +216,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Check(args) => check::check(&args),
         Command::Render(args) => check::render(&args),
+        Command::Sync(args) => sync::sync(&args),
         Command::Plugin(PluginCommand::Inspect { file, json, engine }) => {
             plugin::inspect(&file, json, &engine)
         }

@@ -1,0 +1,467 @@
+//! Makes the cluster match a kit's final object list: guards, server-side apply in stages,
+//! ownership, inventory and safe prune.
+//!
+//! The API is narrow: [`Applier::apply`] takes a kit's target, its previous inventory and
+//! its new objects, and returns the new inventory and a per-object report. Every write goes
+//! through a client that impersonates the kit's service account when one is set, so the API
+//! server's RBAC bounds the kit.
+//!
+//! Not yet here (see the apply issue): no-op detection without a patch, recreate on
+//! immutable fields, inventory sharding past 1 MiB, diff.
+
+mod error;
+pub mod inventory;
+
+pub use error::Error;
+pub use inventory::{Entry, Inventory};
+
+use crate::guard::{self, KIT_LABEL};
+use crate::object::{Object, ObjectRef};
+use futures::{StreamExt, stream};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The field manager of every kitsync write.
+pub const FIELD_MANAGER: &str = "kitsync";
+/// Annotation with the source revision of an applied object.
+pub const REVISION_ANNOTATION: &str = "kitsync.dev/revision";
+/// Annotation that keeps an object from ever being pruned.
+pub const PRUNE_ANNOTATION: &str = "kitsync.dev/prune";
+
+/// Which kit, where, and how.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Kit name (the ownership label's value).
+    pub kit: String,
+    /// The kit's namespace.
+    pub namespace: String,
+    /// kitsync's own namespace: never written by a kit; holds inventories.
+    pub host_namespace: String,
+    /// Service account (in the kit's namespace) whose identity every write uses.
+    pub service_account: Option<String>,
+    /// Whether the platform lets this kit create cluster-scoped objects.
+    pub cluster_scoped_allowed: bool,
+    /// Source revision, recorded on every object.
+    pub revision: String,
+    /// Delete objects dropped from the kit.
+    pub prune: bool,
+    /// Take fields owned by other managers instead of reporting the conflict.
+    pub force: bool,
+    /// The kit was removed on purpose: an empty object list may prune everything.
+    pub removed: bool,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied (created or updated; server-side apply does not say which).
+    Applied,
+    /// Deleted by prune.
+    Pruned,
+    /// Left alone by prune, with the reason.
+    Kept(String),
+}
+
+/// The result of applying one kit.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Per object, in apply then prune order.
+    pub objects: Vec<(ObjectRef, Outcome)>,
+    /// Why prune did not run, when it did not.
+    pub prune_refused: Option<String>,
+    /// The kit's inventory after this apply (stored by [`Applier::apply`]).
+    pub inventory: Inventory,
+}
+
+/// Applies kits to one cluster.
+pub struct Applier {
+    config: kube::Config,
+    client: kube::Client,
+    concurrency: usize,
+    kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+}
+
+impl Applier {
+    /// An applier whose own identity (from `config`) reads inventories and whose kits write
+    /// as their service accounts.
+    pub fn new(config: kube::Config) -> Result<Self, kube::Error> {
+        let client = kube::Client::try_from(config.clone())?;
+        Ok(Applier {
+            config,
+            client,
+            concurrency: 8,
+            kinds: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Objects applied at once within a stage (default 8).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The kit's inventory as stored in the cluster.
+    pub async fn inventory(&self, target: &Target) -> Result<Inventory, Error> {
+        inventory::load(&self.client, &target.host_namespace, &target.kit)
+            .await
+            .map_err(|message| Error::Inventory {
+                kit: target.kit.clone(),
+                message,
+            })
+    }
+
+    /// A client for the kit's writes: impersonating its service account when it has one.
+    fn kit_client(&self, target: &Target) -> Result<kube::Client, Error> {
+        let Some(sa) = &target.service_account else {
+            return Ok(self.client.clone());
+        };
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{sa}", target.namespace));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", target.namespace),
+            "system:authenticated".into(),
+        ]);
+        kube::Client::try_from(config).map_err(|e| Error::Unavailable {
+            kit: target.kit.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Makes the cluster match `objects` for `target`: guards, staged apply, inventory, prune.
+    ///
+    /// The previous inventory is read from the cluster. Before any write the union of the
+    /// previous and new inventories is stored, so a crash leaves extra tracked objects, never
+    /// orphans; prune runs only after every stage applied.
+    pub async fn apply(&self, target: &Target, mut objects: Vec<Object>) -> Result<Report, Error> {
+        let kit = target.kit.clone();
+        let scope = guard::Scope {
+            kit: &target.kit,
+            namespace: &target.namespace,
+            cluster_scoped_allowed: target.cluster_scoped_allowed,
+            host_namespace: &target.host_namespace,
+        };
+        guard::apply_defaults(&scope, &mut objects);
+        let findings = guard::check(&scope, &objects);
+        if !findings.is_empty() {
+            return Err(Error::Guard { kit, findings });
+        }
+        for object in &mut objects {
+            if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                let annotations = metadata
+                    .entry("annotations")
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if let Some(annotations) = annotations.as_object_mut() {
+                    annotations.insert(REVISION_ANNOTATION.into(), target.revision.clone().into());
+                }
+            }
+        }
+
+        self.ensure_host_namespace(target).await?;
+        let previous = self.inventory(target).await?;
+        let next = Inventory {
+            entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
+        };
+        let union = Inventory {
+            entries: previous.entries.union(&next.entries).cloned().collect(),
+        };
+        self.store(target, &union).await?;
+
+        let client = self.kit_client(target)?;
+        let mut report = Report::default();
+        let mut applied = Vec::new();
+        for (stage, members) in stages(&objects).into_iter().enumerate() {
+            let stage = u8::try_from(stage + 1).unwrap_or(u8::MAX);
+            if members.is_empty() {
+                continue;
+            }
+            let results: Vec<(ObjectRef, Result<(), String>)> = stream::iter(members)
+                .map(|object| {
+                    let client = client.clone();
+                    async move { (object.id.clone(), self.apply_one(&client, target, object).await) }
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            let mut failed = Vec::new();
+            for (id, result) in results {
+                match result {
+                    Ok(()) => {
+                        applied.push(id.clone());
+                        report.objects.push((id, Outcome::Applied));
+                    }
+                    Err(message) => failed.push((id, message)),
+                }
+            }
+            if !failed.is_empty() {
+                tracing::warn!(kit = %target.kit, stage, failed = failed.len(), "stage failed; not pruning");
+                return Err(Error::Stage {
+                    kit,
+                    stage,
+                    failed,
+                    applied,
+                });
+            }
+            if stage == 1 {
+                self.wait_established(target, &objects).await?;
+            }
+        }
+
+        let mut kept_inventory = next.clone();
+        if target.prune {
+            let stale = previous.missing_from(&next);
+            if objects.is_empty() && !previous.is_empty() && !target.removed {
+                report.prune_refused = Some(format!(
+                    "the new render of kit {} is empty but it owns {} object(s); refusing to prune them all (remove the kit on purpose to delete them)",
+                    target.kit,
+                    previous.entries.len()
+                ));
+                kept_inventory = previous.clone();
+            } else {
+                for (entry, outcome) in self.prune(&client, target, stale).await? {
+                    if !matches!(outcome, Outcome::Pruned) {
+                        kept_inventory.entries.insert(entry.clone());
+                    }
+                    report.objects.push((entry.to_ref(), outcome));
+                }
+            }
+        } else {
+            kept_inventory
+                .entries
+                .extend(previous.missing_from(&next).into_iter().cloned());
+        }
+        self.store(target, &kept_inventory).await?;
+        report.inventory = kept_inventory;
+        Ok(report)
+    }
+
+    /// Creates the host's namespace (where inventories live) when it does not exist yet.
+    async fn ensure_host_namespace(&self, target: &Target) -> Result<(), Error> {
+        use k8s_openapi::api::core::v1::Namespace;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let inventory_error = |message: String| Error::Inventory {
+            kit: target.kit.clone(),
+            message,
+        };
+        if api
+            .get_opt(&target.host_namespace)
+            .await
+            .map_err(|e| inventory_error(describe(&e)))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(target.host_namespace.clone());
+        match api.create(&Default::default(), &namespace).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile by another kit's apply.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(inventory_error(format!(
+                "creating namespace {}: {}",
+                target.host_namespace,
+                describe(&e)
+            ))),
+        }
+    }
+
+    async fn store(&self, target: &Target, inventory: &Inventory) -> Result<(), Error> {
+        inventory::store(&self.client, &target.host_namespace, &target.kit, inventory)
+            .await
+            .map_err(|message| Error::Inventory {
+                kit: target.kit.clone(),
+                message,
+            })
+    }
+
+    /// The resource of a kind, asking the server when it is not known yet (a CRD applied in
+    /// an earlier stage).
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<(ApiResource, ApiCapabilities), String> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        if let Some(found) = self.kinds.lock().unwrap_or_else(|e| e.into_inner()).get(&gvk) {
+            return Ok(found.clone());
+        }
+        let found = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| format!("the cluster does not serve kind {kind} in {api_version}: {e}"))?;
+        self.kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(gvk, found.clone());
+        Ok(found)
+    }
+
+    async fn api_for(&self, client: &kube::Client, id: &ObjectRef) -> Result<Api<DynamicObject>, String> {
+        let (resource, caps) = self.resolve(&id.api_version, &id.kind).await?;
+        Ok(match (caps.scope, &id.namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+            (Scope::Namespaced, None) => return Err(format!("{id} is namespaced but has no namespace")),
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+        })
+    }
+
+    async fn apply_one(&self, client: &kube::Client, target: &Target, object: &Object) -> Result<(), String> {
+        let api = self.api_for(client, &object.id).await?;
+        if let Some(live) = api.get_opt(&object.id.name).await.map_err(|e| describe(&e))?
+            && let Some(owner) = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL))
+            && owner != &target.kit
+        {
+            return Err(format!(
+                "{} belongs to kit {owner}; kit {} cannot take it over",
+                object.id, target.kit
+            ));
+        }
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if target.force {
+            params = params.force();
+        }
+        api.patch(&object.id.name, &params, &Patch::Apply(&object.value))
+            .await
+            .map(|_| ())
+            .map_err(|e| describe(&e))
+    }
+
+    /// Waits until every CRD of the kit is Established, so stage 3 can use its kinds.
+    async fn wait_established(&self, target: &Target, objects: &[Object]) -> Result<(), Error> {
+        let crds: Vec<&Object> = objects
+            .iter()
+            .filter(|o| o.id.kind == "CustomResourceDefinition")
+            .collect();
+        if crds.is_empty() {
+            return Ok(());
+        }
+        let api: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &ApiResource::from_gvk(&GroupVersionKind::gvk(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+            )),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for crd in crds {
+            loop {
+                let live = api.get_opt(&crd.id.name).await.map_err(|e| Error::Unavailable {
+                    kit: target.kit.clone(),
+                    message: describe(&e),
+                })?;
+                let established = live
+                    .and_then(|l| l.data.pointer("/status/conditions").cloned())
+                    .and_then(|c| c.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True");
+                if established {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Stage {
+                        kit: target.kit.clone(),
+                        stage: 1,
+                        failed: vec![(crd.id.clone(), "not Established after 60 s".into())],
+                        applied: Vec::new(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes stale objects that still carry this kit's label and are not marked
+    /// `kitsync.dev/prune: disabled`: namespaced first, then cluster-scoped, Namespaces and
+    /// CRDs last.
+    async fn prune<'a>(
+        &self,
+        client: &kube::Client,
+        target: &Target,
+        mut stale: Vec<&'a Entry>,
+    ) -> Result<Vec<(&'a Entry, Outcome)>, Error> {
+        stale.sort_by_key(|e| match (e.kind.as_str(), &e.namespace) {
+            ("Namespace" | "CustomResourceDefinition", _) => 2,
+            (_, Some(_)) => 0,
+            (_, None) => 1,
+        });
+        let mut out = Vec::new();
+        for entry in stale {
+            let id = entry.to_ref();
+            let api = match self.api_for(client, &id).await {
+                Ok(api) => api,
+                Err(message) => {
+                    out.push((entry, Outcome::Kept(message)));
+                    continue;
+                }
+            };
+            let live = api.get_opt(&id.name).await.map_err(|e| Error::Unavailable {
+                kit: target.kit.clone(),
+                message: describe(&e),
+            })?;
+            let Some(live) = live else {
+                // Already gone: nothing to keep tracking.
+                out.push((entry, Outcome::Pruned));
+                continue;
+            };
+            let owner = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL));
+            if owner != Some(&target.kit) {
+                let reason = match owner {
+                    Some(other) => format!("it now carries {KIT_LABEL}={other}"),
+                    None => format!("it no longer carries {KIT_LABEL}={}", target.kit),
+                };
+                out.push((entry, Outcome::Kept(reason)));
+                continue;
+            }
+            let disabled = live
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PRUNE_ANNOTATION))
+                .is_some_and(|v| v == "disabled");
+            if disabled {
+                out.push((
+                    entry,
+                    Outcome::Kept(format!("annotated {PRUNE_ANNOTATION}: disabled")),
+                ));
+                continue;
+            }
+            match api.delete(&id.name, &DeleteParams::background()).await {
+                Ok(_) => out.push((entry, Outcome::Pruned)),
+                Err(e) => out.push((entry, Outcome::Kept(format!("delete failed: {}", describe(&e))))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Objects in apply order: Namespaces and CRDs, other cluster-scoped objects, namespaced ones.
+fn stages(objects: &[Object]) -> [Vec<&Object>; 3] {
+    let mut stages: [Vec<&Object>; 3] = Default::default();
+    for object in objects {
+        let stage = match (object.id.kind.as_str(), &object.id.namespace) {
+            ("Namespace" | "CustomResourceDefinition", _) => 0,
+            (_, None) => 1,
+            (_, Some(_)) => 2,
+        };
+        stages[stage].push(object);
+    }
+    stages
+}
+
+/// An API error as a reader wants it: the server's message and, for a conflict, that the
+/// kit may opt into forcing.
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => {
+            format!(
+                "conflict with another field manager: {} (set `force: true` in kit.yaml to take the fields)",
+                status.message
+            )
+        }
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,384 @@
+//! The apply engine against the real control plane (etcd + kube-apiserver from
+//! `tests/control-plane`): create, the seed update, prune and its guards, collisions,
+//! CRDs, field-manager conflicts, impersonation, and `kitsync sync` from the CLI.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kitsync::Object;
+use kitsync::apply::{Applier, Error, Outcome, Target};
+use kitsync_harness::ControlPlane;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+async fn applier() -> Applier {
+    let plane = ControlPlane::shared();
+    Applier::new(plane.config().await.expect("config")).expect("applier")
+}
+
+fn target(ns: &str) -> Target {
+    Target {
+        kit: ns.to_owned(),
+        namespace: ns.to_owned(),
+        host_namespace: "kitsync-system".into(),
+        service_account: None,
+        cluster_scoped_allowed: false,
+        revision: "v5".into(),
+        prune: true,
+        force: false,
+        removed: false,
+    }
+}
+
+fn config_map(name: &str, data: serde_json::Value) -> Object {
+    Object::new(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
+        None,
+    )
+    .expect("identity")
+}
+
+fn vision(port: u16) -> Vec<Object> {
+    let yaml = super::VISION.replace("port: 6776", &format!("port: {port}"));
+    kitsync::manifest::parse("vision.yaml", &yaml)
+        .expect("parses")
+        .into_iter()
+        .map(|mut o| {
+            // The fixture names the namespace `manufracture`; each test has its own.
+            if let Some(m) = o.value["metadata"].as_object_mut() {
+                m.remove("namespace");
+            }
+            o.id.namespace = None;
+            o
+        })
+        .collect()
+}
+
+async fn admin() -> kube::Client {
+    ControlPlane::shared().client().await.expect("client")
+}
+
+#[tokio::test]
+async fn create_then_the_seed_update_then_prune() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-seed")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let mut t = target(&ns);
+
+    let report = applier.apply(&t, vision(6776)).await.expect("create");
+    assert_eq!(
+        report
+            .objects
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Applied)
+            .count(),
+        2
+    );
+    assert_eq!(report.inventory.entries.len(), 2);
+    let services: Api<Service> = Api::namespaced(admin().await, &ns);
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(admin().await, &ns);
+    let svc = services.get("vision").await.expect("service exists");
+    let labels = svc.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("kitsync.dev/kit").map(String::as_str),
+        Some(ns.as_str())
+    );
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("kitsync.dev/revision").map(String::as_str),
+        Some("v5")
+    );
+    let before = deployments.get("vision").await.expect("deployment");
+
+    // v5 -> v6: the Service moves to 5445; the Deployment's spec is untouched.
+    t.revision = "v6".into();
+    applier.apply(&t, vision(5445)).await.expect("update");
+    let svc = services.get("vision").await.expect("service");
+    let ports = svc.spec.and_then(|s| s.ports).unwrap_or_default();
+    assert_eq!(ports.first().map(|p| p.port), Some(5445));
+    let after = deployments.get("vision").await.expect("deployment");
+    // The spec is untouched (no rollout). Its generation still moves: the apiserver counts
+    // a Deployment's annotation change (our revision annotation) as a new generation.
+    assert_eq!(before.spec, after.spec, "the Deployment spec did not change");
+
+    // The inventory survives in the cluster: a new applier sees it.
+    let stored = self::applier().await.inventory(&t).await.expect("inventory");
+    assert_eq!(stored.entries.len(), 2);
+
+    // Dropping the Service prunes it.
+    let deployment_only: Vec<Object> = vision(5445)
+        .into_iter()
+        .filter(|o| o.id.kind == "Deployment")
+        .collect();
+    let report = applier.apply(&t, deployment_only).await.expect("prune");
+    assert!(
+        report
+            .objects
+            .iter()
+            .any(|(id, o)| id.kind == "Service" && *o == Outcome::Pruned),
+        "{report:?}"
+    );
+    assert!(
+        services.get_opt("vision").await.expect("get").is_none(),
+        "the Service is gone"
+    );
+    assert_eq!(report.inventory.entries.len(), 1);
+}
+
+#[tokio::test]
+async fn prune_spares_foreign_and_disabled_objects() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-prune")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let t = target(&ns);
+    let all = vec![
+        config_map("a", json!({"k": "a"})),
+        config_map("b", json!({"k": "b"})),
+        config_map("c", json!({"k": "c"})),
+    ];
+    applier.apply(&t, all).await.expect("create");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    // b is taken by another kit, c is marked never to prune.
+    let relabel = json!({"metadata": {"labels": {"kitsync.dev/kit": "someone-else"}}});
+    cms.patch("b", &PatchParams::default(), &Patch::Merge(&relabel))
+        .await
+        .expect("relabel");
+    let keep = json!({"metadata": {"annotations": {"kitsync.dev/prune": "disabled"}}});
+    cms.patch("c", &PatchParams::default(), &Patch::Merge(&keep))
+        .await
+        .expect("annotate");
+
+    let report = applier
+        .apply(&t, vec![config_map("a", json!({"k": "a"}))])
+        .await
+        .expect("apply");
+    let outcome = |name: &str| {
+        report
+            .objects
+            .iter()
+            .find(|(id, _)| id.name == name)
+            .map(|(_, o)| o.clone())
+            .expect("reported")
+    };
+    assert!(matches!(outcome("b"), Outcome::Kept(why) if why.contains("someone-else")));
+    assert!(matches!(outcome("c"), Outcome::Kept(why) if why.contains("disabled")));
+    assert!(cms.get_opt("b").await.expect("get").is_some());
+    assert!(cms.get_opt("c").await.expect("get").is_some());
+    assert_eq!(report.inventory.entries.len(), 3, "kept objects stay tracked");
+}
+
+#[tokio::test]
+async fn an_empty_render_does_not_prune_everything() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-empty")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let mut t = target(&ns);
+    applier
+        .apply(&t, vec![config_map("a", json!({}))])
+        .await
+        .expect("create");
+    let report = applier.apply(&t, Vec::new()).await.expect("apply");
+    let why = report.prune_refused.expect("prune refused");
+    assert!(why.contains("empty") && why.contains("1 object"), "{why}");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    assert!(
+        cms.get_opt("a").await.expect("get").is_some(),
+        "nothing was deleted"
+    );
+
+    // A kit removed on purpose may empty itself.
+    t.removed = true;
+    applier.apply(&t, Vec::new()).await.expect("remove");
+    assert!(cms.get_opt("a").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn guards_refuse_before_any_write() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-guard")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let mut escaping = config_map("escape", json!({}));
+    escaping.value["metadata"]["namespace"] = json!("default");
+    escaping.id.namespace = Some("default".into());
+    let err = applier
+        .apply(&target(&ns), vec![config_map("fine", json!({})), escaping])
+        .await
+        .expect_err("refused");
+    let Error::Guard { findings, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(findings.len(), 1);
+    assert!(err.to_string().contains("may only write to namespace"), "{err}");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    assert!(
+        cms.get_opt("fine").await.expect("get").is_none(),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn another_kits_object_is_never_taken_over() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-collide")
+        .await
+        .expect("namespace");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "shared", "labels": {"kitsync.dev/kit": "other-kit"}}, "data": {"k": "theirs"}});
+    cms.patch("shared", &PatchParams::apply("other"), &Patch::Apply(&theirs))
+        .await
+        .expect("seed");
+    let err = applier()
+        .await
+        .apply(&target(&ns), vec![config_map("shared", json!({"k": "mine"}))])
+        .await
+        .expect_err("collision");
+    let Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(failed[0].1.contains("belongs to kit other-kit"), "{err:?}");
+    let live = cms.get("shared").await.expect("get");
+    assert_eq!(
+        live.data.unwrap_or_default().get("k").map(String::as_str),
+        Some("theirs")
+    );
+}
+
+#[tokio::test]
+async fn conflicts_with_other_managers_are_reported_unless_forced() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-conflict")
+        .await
+        .expect("namespace");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"port": "6776"}});
+    cms.patch("cm", &PatchParams::apply("helm"), &Patch::Apply(&theirs))
+        .await
+        .expect("seed");
+    let applier = applier().await;
+    let mut t = target(&ns);
+    let err = applier
+        .apply(&t, vec![config_map("cm", json!({"port": "5445"}))])
+        .await
+        .expect_err("conflict");
+    let Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        failed[0].1.contains("conflict with another field manager"),
+        "{err:?}"
+    );
+    assert!(failed[0].1.contains("helm"), "names the other manager: {err:?}");
+    t.force = true;
+    applier
+        .apply(&t, vec![config_map("cm", json!({"port": "5445"}))])
+        .await
+        .expect("forced");
+    let live = cms.get("cm").await.expect("get");
+    assert_eq!(
+        live.data.unwrap_or_default().get("port").map(String::as_str),
+        Some("5445")
+    );
+}
+
+#[tokio::test]
+async fn a_crd_and_its_custom_resource_in_one_kit() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-crd")
+        .await
+        .expect("namespace");
+    let group = format!("{ns}.kitsync.dev");
+    let crd = Object::new(
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("gadgets.{group}")},
+            "spec": {"group": group, "scope": "Namespaced",
+                "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+        None,
+    )
+    .expect("identity");
+    let gadget = Object::new(
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 3}}),
+        None,
+    )
+    .expect("identity");
+    let mut t = target(&ns);
+    t.cluster_scoped_allowed = true;
+    // The custom resource comes first in the list; staging applies the CRD first anyway.
+    let report = applier().await.apply(&t, vec![gadget, crd]).await.expect("apply");
+    assert_eq!(report.objects.len(), 2, "{report:?}");
+    assert!(report.objects.iter().all(|(_, o)| *o == Outcome::Applied));
+}
+
+#[tokio::test]
+async fn writes_are_bounded_by_the_kits_service_account() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-rbac")
+        .await
+        .expect("namespace");
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer", "namespace": ns}});
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin().await, &ns);
+    sas.patch("deployer", &PatchParams::apply("test"), &Patch::Apply(&sa))
+        .await
+        .expect("sa");
+    let mut t = target(&ns);
+    t.service_account = Some("deployer".into());
+    // No Role grants the account anything: the API server refuses, naming the identity.
+    let err = applier()
+        .await
+        .apply(&t, vec![config_map("cm", json!({}))])
+        .await
+        .expect_err("forbidden");
+    let Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let why = &failed[0].1;
+    assert!(
+        why.contains("forbidden") && why.contains(&format!("system:serviceaccount:{ns}:deployer")),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn sync_applies_a_directory_from_the_cli() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("apply-cli").await.expect("namespace");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kits/manufracture");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .arg("sync")
+        .arg(&dir)
+        .args(["--namespace", &ns, "--revision", "v5"])
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .output()
+        .await
+        .expect("kitsync runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("applied  v1/Service {ns}/vision")),
+        "{stdout}"
+    );
+    let services: Api<Service> = Api::namespaced(admin().await, &ns);
+    let port = services
+        .get("vision")
+        .await
+        .expect("service")
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()[0]
+        .port;
+    assert_eq!(port, 6776);
+}
