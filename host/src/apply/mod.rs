@@ -21,7 +21,7 @@ use futures::{StreamExt, stream};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,9 @@ pub struct Applier {
     concurrency: usize,
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
 }
+
+/// (group, kind) of the CRDs in a kit: kinds discovery may not serve yet right after apply.
+type NewKinds = HashSet<(String, String)>;
 
 impl Applier {
     /// An applier whose own identity (from `config`) reads inventories and whose kits write
@@ -161,8 +164,18 @@ impl Applier {
             }
         }
 
-        self.ensure_host_namespace(target).await?;
+        self.ensure_namespace(target, &target.host_namespace, false)
+            .await?;
         let previous = self.inventory(target).await?;
+        let new_kinds: NewKinds = objects
+            .iter()
+            .filter(|o| o.id.kind == "CustomResourceDefinition")
+            .filter_map(|o| {
+                let group = o.value.pointer("/spec/group")?.as_str()?;
+                let kind = o.value.pointer("/spec/names/kind")?.as_str()?;
+                Some((group.to_owned(), kind.to_owned()))
+            })
+            .collect();
         let next = Inventory {
             entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
         };
@@ -171,6 +184,9 @@ impl Applier {
         };
         self.store(target, &union).await?;
 
+        if !objects.is_empty() {
+            self.ensure_namespace(target, &target.namespace, true).await?;
+        }
         let client = self.kit_client(target)?;
         let mut report = Report::default();
         let mut applied = Vec::new();
@@ -182,7 +198,13 @@ impl Applier {
             let results: Vec<(ObjectRef, Result<(), String>)> = stream::iter(members)
                 .map(|object| {
                     let client = client.clone();
-                    async move { (object.id.clone(), self.apply_one(&client, target, object).await) }
+                    let new_kinds = &new_kinds;
+                    async move {
+                        (
+                            object.id.clone(),
+                            self.apply_one(&client, target, object, new_kinds).await,
+                        )
+                    }
                 })
                 .buffer_unordered(self.concurrency)
                 .collect()
@@ -239,33 +261,28 @@ impl Applier {
         Ok(report)
     }
 
-    /// Creates the host's namespace (where inventories live) when it does not exist yet.
-    async fn ensure_host_namespace(&self, target: &Target) -> Result<(), Error> {
+    /// Creates a namespace, with the host's own identity, when it does not exist yet: the
+    /// host's (where inventories live) and the kit's (which its service account cannot create).
+    async fn ensure_namespace(&self, target: &Target, name: &str, kit_label: bool) -> Result<(), Error> {
         use k8s_openapi::api::core::v1::Namespace;
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let inventory_error = |message: String| Error::Inventory {
+        let fail = |message: String| Error::Unavailable {
             kit: target.kit.clone(),
-            message,
+            message: format!("namespace {name}: {message}"),
         };
-        if api
-            .get_opt(&target.host_namespace)
-            .await
-            .map_err(|e| inventory_error(describe(&e)))?
-            .is_some()
-        {
+        if api.get_opt(name).await.map_err(|e| fail(describe(&e)))?.is_some() {
             return Ok(());
         }
         let mut namespace = Namespace::default();
-        namespace.metadata.name = Some(target.host_namespace.clone());
+        namespace.metadata.name = Some(name.to_owned());
+        if kit_label {
+            namespace.metadata.labels = Some([(KIT_LABEL.to_owned(), target.kit.clone())].into());
+        }
         match api.create(&Default::default(), &namespace).await {
             Ok(_) => Ok(()),
-            // Created meanwhile by another kit's apply.
+            // Created meanwhile by another apply.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            Err(e) => Err(inventory_error(format!(
-                "creating namespace {}: {}",
-                target.host_namespace,
-                describe(&e)
-            ))),
+            Err(e) => Err(fail(describe(&e))),
         }
     }
 
@@ -280,15 +297,32 @@ impl Applier {
 
     /// The resource of a kind, asking the server when it is not known yet (a CRD applied in
     /// an earlier stage).
-    async fn resolve(&self, api_version: &str, kind: &str) -> Result<(ApiResource, ApiCapabilities), String> {
+    async fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+        new_kinds: &NewKinds,
+    ) -> Result<(ApiResource, ApiCapabilities), String> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
         if let Some(found) = self.kinds.lock().unwrap_or_else(|e| e.into_inner()).get(&gvk) {
             return Ok(found.clone());
         }
-        let found = kube::discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|e| format!("the cluster does not serve kind {kind} in {api_version}: {e}"))?;
+        // A kind from a CRD this kit just applied can lag behind its Established condition in
+        // discovery for a moment: ask again for a few seconds before calling it unknown.
+        let patient = new_kinds.contains(&(group.to_owned(), kind.to_owned()));
+        let deadline = Instant::now() + Duration::from_secs(if patient { 15 } else { 0 });
+        let found = loop {
+            match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                Ok(found) => break found,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "the cluster does not serve kind {kind} in {api_version}: {e}"
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
         self.kinds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -296,8 +330,13 @@ impl Applier {
         Ok(found)
     }
 
-    async fn api_for(&self, client: &kube::Client, id: &ObjectRef) -> Result<Api<DynamicObject>, String> {
-        let (resource, caps) = self.resolve(&id.api_version, &id.kind).await?;
+    async fn api_for(
+        &self,
+        client: &kube::Client,
+        id: &ObjectRef,
+        new_kinds: &NewKinds,
+    ) -> Result<Api<DynamicObject>, String> {
+        let (resource, caps) = self.resolve(&id.api_version, &id.kind, new_kinds).await?;
         Ok(match (caps.scope, &id.namespace) {
             (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
             (Scope::Namespaced, None) => return Err(format!("{id} is namespaced but has no namespace")),
@@ -305,8 +344,14 @@ impl Applier {
         })
     }
 
-    async fn apply_one(&self, client: &kube::Client, target: &Target, object: &Object) -> Result<(), String> {
-        let api = self.api_for(client, &object.id).await?;
+    async fn apply_one(
+        &self,
+        client: &kube::Client,
+        target: &Target,
+        object: &Object,
+        new_kinds: &NewKinds,
+    ) -> Result<(), String> {
+        let api = self.api_for(client, &object.id, new_kinds).await?;
         if let Some(live) = api.get_opt(&object.id.name).await.map_err(|e| describe(&e))?
             && let Some(owner) = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL))
             && owner != &target.kit
@@ -390,7 +435,7 @@ impl Applier {
         let mut out = Vec::new();
         for entry in stale {
             let id = entry.to_ref();
-            let api = match self.api_for(client, &id).await {
+            let api = match self.api_for(client, &id, &NewKinds::new()).await {
                 Ok(api) => api,
                 Err(message) => {
                     out.push((entry, Outcome::Kept(message)));

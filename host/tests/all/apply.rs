@@ -350,7 +350,8 @@ async fn writes_are_bounded_by_the_kits_service_account() {
 #[tokio::test]
 async fn sync_applies_a_directory_from_the_cli() {
     let plane = ControlPlane::shared();
-    let ns = plane.namespace("apply-cli").await.expect("namespace");
+    // A namespace that does not exist yet: the host creates it for the kit.
+    let ns = format!("apply-cli-{}", std::process::id());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kits/manufracture");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
         .arg("sync")
@@ -381,4 +382,12 @@ async fn sync_applies_a_directory_from_the_cli() {
         .unwrap_or_default()[0]
         .port;
     assert_eq!(port, 6776);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin().await);
+    let created = namespaces.get(&ns).await.expect("namespace created");
+    let labels = created.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("kitsync.dev/kit"),
+        Some(&ns),
+        "the kit's namespace carries its label"
+    );
 }
