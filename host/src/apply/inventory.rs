@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One applied object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -59,10 +59,30 @@ impl Entry {
         }
     }
 
+    /// `group/kind/namespace/name`, the key of [`Inventory::applied`].
+    pub fn key_text(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.group,
+            self.kind,
+            self.namespace.as_deref().unwrap_or(""),
+            self.name
+        )
+    }
+
     /// Identity without the version: a version change is the same object.
     fn key(&self) -> (&str, &str, Option<&str>, &str) {
         (&self.group, &self.kind, self.namespace.as_deref(), &self.name)
     }
+}
+
+/// What kitsync last wrote to one object, to skip writing the same again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// sha256 of the applied object's JSON.
+    pub hash: String,
+    /// The object's resourceVersion right after that apply; any later change moves it.
+    pub resource_version: String,
 }
 
 /// Every object a kit owns.
@@ -70,6 +90,9 @@ impl Entry {
 pub struct Inventory {
     /// The entries, sorted.
     pub entries: BTreeSet<Entry>,
+    /// Per object (keyed by [`Entry::key_text`]), what was last applied.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied: BTreeMap<String, Applied>,
 }
 
 impl Inventory {

@@ -13,7 +13,7 @@ mod error;
 pub mod inventory;
 
 pub use error::Error;
-pub use inventory::{Entry, Inventory};
+pub use inventory::{Applied, Entry, Inventory};
 
 use crate::guard::{self, KIT_LABEL};
 use crate::object::{Object, ObjectRef};
@@ -60,6 +60,8 @@ pub struct Target {
 pub enum Outcome {
     /// Applied (created or updated; server-side apply does not say which).
     Applied,
+    /// Not written: the same content was applied before and nobody changed the object since.
+    Unchanged,
     /// Deleted by prune.
     Pruned,
     /// Left alone by prune, with the reason.
@@ -178,11 +180,16 @@ impl Applier {
             .collect();
         let next = Inventory {
             entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
+            applied: Default::default(),
         };
         let union = Inventory {
             entries: previous.entries.union(&next.entries).cloned().collect(),
+            applied: previous.applied.clone(),
         };
-        self.store(target, &union).await?;
+        // A resync of the same objects writes nothing, not even the inventory.
+        if union != previous {
+            self.store(target, &union).await?;
+        }
 
         if !objects.is_empty() {
             self.ensure_namespace(target, &target.namespace, true).await?;
@@ -190,19 +197,21 @@ impl Applier {
         let client = self.kit_client(target)?;
         let mut report = Report::default();
         let mut applied = Vec::new();
+        let mut records = std::collections::BTreeMap::new();
         for (stage, members) in stages(&objects).into_iter().enumerate() {
             let stage = u8::try_from(stage + 1).unwrap_or(u8::MAX);
             if members.is_empty() {
                 continue;
             }
-            let results: Vec<(ObjectRef, Result<(), String>)> = stream::iter(members)
+            let results: Vec<(ObjectRef, Result<(Outcome, Applied), String>)> = stream::iter(members)
                 .map(|object| {
                     let client = client.clone();
                     let new_kinds = &new_kinds;
+                    let previous = &previous;
                     async move {
                         (
                             object.id.clone(),
-                            self.apply_one(&client, target, object, new_kinds).await,
+                            self.apply_one(&client, target, object, new_kinds, previous).await,
                         )
                     }
                 })
@@ -212,9 +221,10 @@ impl Applier {
             let mut failed = Vec::new();
             for (id, result) in results {
                 match result {
-                    Ok(()) => {
+                    Ok((outcome, record)) => {
+                        records.insert(Entry::of(&id).key_text(), record);
                         applied.push(id.clone());
-                        report.objects.push((id, Outcome::Applied));
+                        report.objects.push((id, outcome));
                     }
                     Err(message) => failed.push((id, message)),
                 }
@@ -233,7 +243,10 @@ impl Applier {
             }
         }
 
-        let mut kept_inventory = next.clone();
+        let mut kept_inventory = Inventory {
+            entries: next.entries.clone(),
+            applied: records,
+        };
         if target.prune {
             let stale = previous.missing_from(&next);
             if objects.is_empty() && !previous.is_empty() && !target.removed {
@@ -256,7 +269,9 @@ impl Applier {
                 .entries
                 .extend(previous.missing_from(&next).into_iter().cloned());
         }
-        self.store(target, &kept_inventory).await?;
+        if kept_inventory != previous {
+            self.store(target, &kept_inventory).await?;
+        }
         report.inventory = kept_inventory;
         Ok(report)
     }
@@ -344,31 +359,51 @@ impl Applier {
         })
     }
 
+    /// Applies one object, unless the same content was applied before and the live object
+    /// has not changed since (its resourceVersion is the one recorded then).
     async fn apply_one(
         &self,
         client: &kube::Client,
         target: &Target,
         object: &Object,
         new_kinds: &NewKinds,
-    ) -> Result<(), String> {
+        previous: &Inventory,
+    ) -> Result<(Outcome, Applied), String> {
         let api = self.api_for(client, &object.id, new_kinds).await?;
-        if let Some(live) = api.get_opt(&object.id.name).await.map_err(|e| describe(&e))?
-            && let Some(owner) = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL))
-            && owner != &target.kit
-        {
-            return Err(format!(
-                "{} belongs to kit {owner}; kit {} cannot take it over",
-                object.id, target.kit
-            ));
+        let hash = crate::plugin::sha256_hex(object.value.to_string().as_bytes());
+        let live = api.get_opt(&object.id.name).await.map_err(|e| describe(&e))?;
+        if let Some(live) = &live {
+            if let Some(owner) = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL))
+                && owner != &target.kit
+            {
+                return Err(format!(
+                    "{} belongs to kit {owner}; kit {} cannot take it over",
+                    object.id, target.kit
+                ));
+            }
+            let last = previous.applied.get(&Entry::of(&object.id).key_text());
+            if let (Some(last), Some(rv)) = (last, &live.metadata.resource_version)
+                && last.hash == hash
+                && &last.resource_version == rv
+            {
+                return Ok((Outcome::Unchanged, last.clone()));
+            }
         }
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if target.force {
             params = params.force();
         }
-        api.patch(&object.id.name, &params, &Patch::Apply(&object.value))
+        let written = api
+            .patch(&object.id.name, &params, &Patch::Apply(&object.value))
             .await
-            .map(|_| ())
-            .map_err(|e| describe(&e))
+            .map_err(|e| describe(&e))?;
+        Ok((
+            Outcome::Applied,
+            Applied {
+                hash,
+                resource_version: written.metadata.resource_version.unwrap_or_default(),
+            },
+        ))
     }
 
     /// Waits until every CRD of the kit is Established, so stage 3 can use its kinds.

@@ -130,6 +130,7 @@ pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
         for (id, outcome) in &report.objects {
             match outcome {
                 apply::Outcome::Applied => println!("applied  {id}"),
+                apply::Outcome::Unchanged => println!("unchanged {id}"),
                 apply::Outcome::Pruned => println!("pruned   {id}"),
                 apply::Outcome::Kept(why) => println!("kept     {id}: {why}"),
             }

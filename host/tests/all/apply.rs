@@ -391,3 +391,61 @@ async fn sync_applies_a_directory_from_the_cli() {
         "the kit's namespace carries its label"
     );
 }
+
+/// Write requests the audit log recorded for a kit: in its namespace, or to its inventory.
+fn writes_for(kit_namespace: &str) -> usize {
+    let log = std::fs::read_to_string(ControlPlane::shared().audit_log_path()).unwrap_or_default();
+    let inventory = format!("kitsync-inventory-{kit_namespace}");
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| {
+            event["objectRef"]["namespace"] == kit_namespace
+                || event["objectRef"]["name"] == inventory.as_str()
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_no_op_resync_sends_zero_writes_and_drift_is_reapplied() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-noop")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let t = target(&ns);
+    applier.apply(&t, vision(6776)).await.expect("first apply");
+    let after_first = writes_for(&ns);
+    assert!(
+        after_first >= 3,
+        "the first apply wrote 2 objects and the inventory ({after_first} writes)"
+    );
+
+    let report = applier.apply(&t, vision(6776)).await.expect("resync");
+    assert!(
+        report.objects.iter().all(|(_, o)| *o == Outcome::Unchanged),
+        "{report:?}"
+    );
+    assert_eq!(
+        writes_for(&ns),
+        after_first,
+        "a no-op resync wrote nothing (audit log)"
+    );
+
+    // Someone edits the Service: the next resync writes it again, and only it.
+    let services: Api<Service> = Api::namespaced(admin().await, &ns);
+    let drift = json!({"metadata": {"labels": {"edited-by": "hand"}}});
+    services
+        .patch("vision", &PatchParams::default(), &Patch::Merge(&drift))
+        .await
+        .expect("drift");
+    let report = applier.apply(&t, vision(6776)).await.expect("resync after drift");
+    let outcome = |kind: &str| {
+        report
+            .objects
+            .iter()
+            .find(|(id, _)| id.kind == kind)
+            .map(|(_, o)| o.clone())
+    };
+    assert_eq!(outcome("Service"), Some(Outcome::Applied));
+    assert_eq!(outcome("Deployment"), Some(Outcome::Unchanged));
+}
