@@ -87,6 +87,9 @@ pub struct Applier {
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
 }
 
+/// One object's apply: what happened and what to record, or why it failed.
+type OneResult = Result<(Outcome, Applied), String>;
+
 /// (group, kind) of the CRDs in a kit: kinds discovery may not serve yet right after apply.
 type NewKinds = HashSet<(String, String)>;
 
@@ -203,7 +206,7 @@ impl Applier {
             if members.is_empty() {
                 continue;
             }
-            let results: Vec<(ObjectRef, Result<(Outcome, Applied), String>)> = stream::iter(members)
+            let results: Vec<(ObjectRef, OneResult)> = stream::iter(members)
                 .map(|object| {
                     let client = client.clone();
                     let new_kinds = &new_kinds;
@@ -368,7 +371,7 @@ impl Applier {
         object: &Object,
         new_kinds: &NewKinds,
         previous: &Inventory,
-    ) -> Result<(Outcome, Applied), String> {
+    ) -> OneResult {
         let api = self.api_for(client, &object.id, new_kinds).await?;
         let hash = crate::plugin::sha256_hex(object.value.to_string().as_bytes());
         let live = api.get_opt(&object.id.name).await.map_err(|e| describe(&e))?;
