@@ -49,6 +49,9 @@ pub enum Command {
     /// Apply a directory of YAML to the cluster as one kit, once (bootstrap, trying the engine).
     #[command(after_help = SYNC_EXAMPLES)]
     Sync(sync::SyncArgs),
+    /// Show what `sync` would change in the cluster (server-side dry run); writes nothing.
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(sync::SyncArgs),
     /// Inspect and run policy plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -72,6 +75,13 @@ inventory is kept in the ConfigMap kitsync-inventory-<kit> in --host-namespace, 
 dropped from the directory are pruned (never one of another kit, or one annotated
 kitsync.dev/prune: disabled; never all of them from an empty directory).
 Exit status: 0 applied, 1 prune refused, 2 error.";
+
+const DIFF_EXAMPLES: &str = "Examples:
+  kitsync diff examples/kits/manufracture --namespace manufracture
+
+Prints `+` for objects to create, `~` with each changed field (live -> would-be, without
+managedFields, status and other server-managed fields), `-` for objects sync would prune.
+Exit status: 0 no difference, 1 differences, 2 error (as `flux diff`).";
 
 /// `kitsync plugin ...`
 #[derive(Debug, Subcommand)]
@@ -217,6 +227,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Check(args) => check::check(&args),
         Command::Render(args) => check::render(&args),
         Command::Sync(args) => sync::sync(&args),
+        Command::Diff(args) => sync::diff(&args),
         Command::Plugin(PluginCommand::Inspect { file, json, engine }) => {
             plugin::inspect(&file, json, &engine)
         }

@@ -1,4 +1,5 @@
-//! `kitsync sync`: apply a directory of YAML as one kit, once.
+//! `kitsync sync` and `kitsync diff`: apply a directory of YAML as one kit, once, or show
+//! what applying it would change.
 
 use super::Outcome;
 use crate::apply::{self, Applier, Target};
@@ -87,10 +88,8 @@ async fn kube_config(args: &SyncArgs) -> Result<kube::Config> {
     config.context("loading the kubeconfig")
 }
 
-/// Runs `sync`.
-pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
-    let objects = read_objects(&args.dir)?;
-    let target = Target {
+fn target(args: &SyncArgs) -> Target {
+    Target {
         kit: args.kit.clone().unwrap_or_else(|| args.namespace.clone()),
         namespace: args.namespace.clone(),
         host_namespace: args.host_namespace.clone(),
@@ -100,7 +99,63 @@ pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
         prune: !args.no_prune,
         force: args.force,
         removed: false,
-    };
+    }
+}
+
+/// Runs `diff`: exit 0 when applying would change nothing, 1 when it would.
+pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
+    use crate::diff::ObjectDiff;
+    let objects = read_objects(&args.dir)?;
+    let target = target(args);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let applier = Applier::new(kube_config(args).await?).context("creating the Kubernetes client")?;
+        let changes = match applier.diff(&target, objects).await {
+            Ok(changes) => changes,
+            Err(apply::Error::Stage { failed, .. }) => {
+                for (id, why) in &failed {
+                    eprintln!("failed   {id}: {why}");
+                }
+                bail!(
+                    "kit {}: the dry run failed for {} object(s)",
+                    target.kit,
+                    failed.len()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for change in &changes {
+            match change {
+                ObjectDiff::Added { object } => println!("+ {object}"),
+                ObjectDiff::Removed { object } => println!("- {object} (to be pruned)"),
+                ObjectDiff::Changed { object, fields } => {
+                    println!("~ {object}");
+                    for field in fields {
+                        let show = |v: &Option<serde_json::Value>| {
+                            v.as_ref().map_or("(absent)".to_owned(), |v| v.to_string())
+                        };
+                        println!(
+                            "    {}: {} -> {}",
+                            field.path,
+                            show(&field.before),
+                            show(&field.after)
+                        );
+                    }
+                }
+            }
+        }
+        Ok(if changes.is_empty() {
+            Outcome::Clean
+        } else {
+            Outcome::Findings
+        })
+    })
+}
+
+/// Runs `sync`.
+pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
+    let objects = read_objects(&args.dir)?;
+    let target = target(args);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let applier = Applier::new(kube_config(args).await?).context("creating the Kubernetes client")?;

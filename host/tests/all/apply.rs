@@ -392,16 +392,21 @@ async fn sync_applies_a_directory_from_the_cli() {
     );
 }
 
-/// Write requests the audit log recorded for a kit: in its namespace, or to its inventory.
+/// Write requests kitsync sent for a kit, from the audit log: in its namespace, or to its
+/// inventory. Dry runs are audited as writes too but change nothing, and the controller
+/// manager's writes (the namespace's default service account) are not ours: neither counts.
 fn writes_for(kit_namespace: &str) -> usize {
     let log = std::fs::read_to_string(ControlPlane::shared().audit_log_path()).unwrap_or_default();
     let inventory = format!("kitsync-inventory-{kit_namespace}");
+    let text = |event: &serde_json::Value, field: &str| event[field].as_str().unwrap_or_default().to_owned();
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|event| {
             event["objectRef"]["namespace"] == kit_namespace
                 || event["objectRef"]["name"] == inventory.as_str()
         })
+        .filter(|event| !text(event, "requestURI").contains("dryRun="))
+        .filter(|event| !text(event, "userAgent").starts_with("kube-controller-manager"))
         .count()
 }
 
@@ -448,4 +453,89 @@ async fn a_no_op_resync_sends_zero_writes_and_drift_is_reapplied() {
     };
     assert_eq!(outcome("Service"), Some(Outcome::Applied));
     assert_eq!(outcome("Deployment"), Some(Outcome::Unchanged));
+}
+
+#[tokio::test]
+async fn diff_shows_added_changed_and_pruned_objects_and_writes_nothing() {
+    use kitsync::diff::ObjectDiff;
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("apply-diff").await.expect("namespace");
+    let applier = applier().await;
+    let mut t = target(&ns);
+    let v5 = vec![
+        config_map("a", json!({"k": "1"})),
+        config_map("b", json!({"k": "1"})),
+    ];
+    applier.apply(&t, v5.clone()).await.expect("apply");
+    let writes = writes_for(&ns);
+
+    // The same objects under a new revision: no difference (the revision annotation is not one).
+    t.revision = "v6".into();
+    assert_eq!(applier.diff(&t, v5).await.expect("diff"), Vec::new());
+
+    let v6 = vec![
+        config_map("a", json!({"k": "2"})),
+        config_map("c", json!({"k": "1"})),
+    ];
+    let changes = applier.diff(&t, v6).await.expect("diff");
+    assert_eq!(changes.len(), 3, "{changes:#?}");
+    let changed = changes.iter().find_map(|c| match c {
+        ObjectDiff::Changed { object, fields } if object.name == "a" => Some(fields),
+        _ => None,
+    });
+    let fields = changed.expect("a changed");
+    assert_eq!(
+        fields.len(),
+        1,
+        "only the data field, no server noise: {fields:#?}"
+    );
+    assert_eq!(fields[0].path, "/data/k");
+    assert_eq!(
+        (fields[0].before.clone(), fields[0].after.clone()),
+        (Some(json!("1")), Some(json!("2")))
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, ObjectDiff::Added { object } if object.name == "c"))
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, ObjectDiff::Removed { object } if object.name == "b"))
+    );
+    assert_eq!(writes_for(&ns), writes, "diff wrote nothing (only dry runs)");
+
+    // The CLI: exit 1 with differences, 0 without.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: \"2\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  k: \"1\"\n").expect("write");
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
+            .arg("diff")
+            .arg(dir)
+            .args(["--namespace", &ns])
+            .env("KUBECONFIG", plane.kubeconfig_path())
+            .output()
+            .expect("kitsync runs")
+    };
+    let out = run(dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("~ v1/ConfigMap {ns}/a\n    /data/k: \"1\" -> \"2\"")),
+        "{stdout}"
+    );
+    std::fs::write(dir.path().join("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: \"1\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  k: \"1\"\n").expect("write");
+    let out = run(dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
