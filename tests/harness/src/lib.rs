@@ -232,7 +232,7 @@ impl ControlPlane {
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
                 format!("--service-account-key-file={}", path("pki/sa.pub")),
                 format!("--service-account-signing-key-file={}", path("pki/sa.key")),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--allow-privileged=true".into(),
                 format!("--audit-policy-file={}", path("audit-policy.yaml")),
                 format!("--audit-log-path={}", audit_log.display()),
