@@ -377,7 +377,11 @@ impl Applier {
             kit: target.kit.clone(),
             message: format!("namespace {name}: {message}"),
         };
-        if api.get_opt(name).await.map_err(|e| fail(describe(&e)))?.is_some() {
+        if retrying(|| api.get_opt(name))
+            .await
+            .map_err(|e| fail(describe(&e)))?
+            .is_some()
+        {
             return Ok(());
         }
         let mut namespace = Namespace::default();
@@ -463,7 +467,13 @@ impl Applier {
     ) -> OneResult {
         let api = self.api_for(client, &object.id, new_kinds).await?;
         let hash = crate::plugin::sha256_hex(object.value.to_string().as_bytes());
-        let live = api.get_opt(&object.id.name).await.map_err(|e| describe(&e))?;
+        let at = |e: &kube::Error| match &object.origin {
+            Some(origin) => format!("{} (from {origin})", describe(e)),
+            None => describe(e),
+        };
+        let live = retrying(|| api.get_opt(&object.id.name))
+            .await
+            .map_err(|e| at(&e))?;
         if let Some(live) = &live {
             if let Some(owner) = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL))
                 && owner != &target.kit
@@ -485,10 +495,10 @@ impl Applier {
         if target.force {
             params = params.force();
         }
-        let written = api
-            .patch(&object.id.name, &params, &Patch::Apply(&object.value))
+        let patch = Patch::Apply(&object.value);
+        let written = retrying(|| api.patch(&object.id.name, &params, &patch))
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| at(&e))?;
         Ok((
             Outcome::Applied,
             Applied {
@@ -606,6 +616,41 @@ impl Applier {
             }
         }
         Ok(out)
+    }
+}
+
+/// Runs a request again after transport failures, throttling and server faults, with
+/// backoff (0.2, 0.4, 0.8, 1.6 s). A schema error that server-side apply reports as a 500
+/// ("failed to create typed patch object") is the object's fault and is not retried.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempts = 1;
+    loop {
+        match call().await {
+            Err(e) if attempts < 5 && is_transient(&e) => {
+                tracing::debug!(error = %e, attempts, "retrying a Kubernetes request");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Worth retrying: the server or the path to it, not the request.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            status.code == 429
+                || (status.code >= 500 && !status.message.contains("failed to create typed patch object"))
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
     }
 }
 

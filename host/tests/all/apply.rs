@@ -539,3 +539,26 @@ async fn diff_shows_added_changed_and_pruned_objects_and_writes_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_a_retryable_failure() {
+    // A port nothing listens on: a real connection refusal, retried with backoff, then given up.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut config = ControlPlane::shared().config().await.expect("config");
+    config.cluster_url = format!("https://127.0.0.1:{port}").parse().expect("url");
+    let applier = Applier::new(config).expect("applier");
+    let started = std::time::Instant::now();
+    let err = applier
+        .apply(&target("unreachable"), vec![config_map("a", json!({}))])
+        .await
+        .expect_err("unreachable");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "retried with backoff first"
+    );
+}
