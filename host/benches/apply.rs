@@ -75,6 +75,7 @@ fn main() {
                     revision: "bench".into(),
                     prune: true,
                     force: false,
+                    recreate: false,
                     removed: false,
                 };
                 (target, objects)

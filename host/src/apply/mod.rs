@@ -51,6 +51,8 @@ pub struct Target {
     pub prune: bool,
     /// Take fields owned by other managers instead of reporting the conflict.
     pub force: bool,
+    /// Delete and recreate an object when a change touches an immutable field.
+    pub recreate: bool,
     /// The kit was removed on purpose: an empty object list may prune everything.
     pub removed: bool,
 }
@@ -496,9 +498,22 @@ impl Applier {
             params = params.force();
         }
         let patch = Patch::Apply(&object.value);
-        let written = retrying(|| api.patch(&object.id.name, &params, &patch))
-            .await
-            .map_err(|e| at(&e))?;
+        let written = match retrying(|| api.patch(&object.id.name, &params, &patch)).await {
+            Err(e) if target.recreate && is_immutable(&e) => {
+                tracing::info!(kit = %target.kit, object = %object.id, "immutable field changed; recreating");
+                self.recreate(&api, object).await.map_err(|e| at(&e))?;
+                retrying(|| api.patch(&object.id.name, &params, &patch))
+                    .await
+                    .map_err(|e| at(&e))?
+            }
+            Err(e) if is_immutable(&e) => {
+                return Err(format!(
+                    "{} (set `recreate: true` in kit.yaml to delete and recreate it)",
+                    at(&e)
+                ));
+            }
+            other => other.map_err(|e| at(&e))?,
+        };
         Ok((
             Outcome::Applied,
             Applied {
@@ -506,6 +521,17 @@ impl Applier {
                 resource_version: written.metadata.resource_version.unwrap_or_default(),
             },
         ))
+    }
+
+    /// Deletes an object (its dependents with it) and waits until it is gone.
+    async fn recreate(&self, api: &Api<DynamicObject>, object: &Object) -> Result<(), kube::Error> {
+        let params = DeleteParams::foreground();
+        retrying(|| api.delete(&object.id.name, &params)).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while retrying(|| api.get_opt(&object.id.name)).await?.is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     /// Waits until every CRD of the kit is Established, so stage 3 can use its kinds.
@@ -640,6 +666,14 @@ where
             other => return other,
         }
     }
+}
+
+/// A change the server refuses because it touches an immutable field.
+fn is_immutable(error: &kube::Error) -> bool {
+    // The apiserver words it "field is immutable" for most kinds, "may not change once set"
+    // for a Service's clusterIP.
+    matches!(error, kube::Error::Api(status) if status.code == 422
+        && (status.message.contains("immutable") || status.message.contains("may not change once set")))
 }
 
 /// Worth retrying: the server or the path to it, not the request.

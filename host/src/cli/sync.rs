@@ -28,6 +28,10 @@ pub struct SyncArgs {
     /// Take fields owned by other field managers instead of reporting conflicts.
     #[arg(long)]
     pub force: bool,
+    /// Delete and recreate an object when a change touches an immutable field (a Job's
+    /// template, a Service's clusterIP) instead of reporting the error.
+    #[arg(long)]
+    pub recreate: bool,
     /// Keep objects dropped from the directory instead of deleting them.
     #[arg(long)]
     pub no_prune: bool,
@@ -98,6 +102,7 @@ fn target(args: &SyncArgs) -> Target {
         revision: args.revision.clone(),
         prune: !args.no_prune,
         force: args.force,
+        recreate: args.recreate,
         removed: false,
     }
 }

@@ -48,6 +48,8 @@ pub struct KitFile {
     pub self_heal: Option<bool>,
     /// Force server-side apply conflicts.
     pub force: Option<bool>,
+    /// Delete and recreate an object when a change touches an immutable field.
+    pub recreate: Option<bool>,
 }
 
 /// Defaults the platform sets for every kit.
@@ -281,6 +283,7 @@ pub(super) fn parse_kit(
         timeout,
         self_heal: raw.self_heal.or(defaults.self_heal).unwrap_or(true),
         force: raw.force.unwrap_or(false),
+        recreate: raw.recreate.unwrap_or(false),
     })
 }
 

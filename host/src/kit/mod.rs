@@ -124,6 +124,8 @@ pub struct Kit {
     pub self_heal: bool,
     /// Force server-side apply conflicts.
     pub force: bool,
+    /// Delete and recreate objects whose change touches an immutable field.
+    pub recreate: bool,
 }
 
 /// Everything found in a snapshot: the platform and each kit (or why it is unusable).

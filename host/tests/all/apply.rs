@@ -25,6 +25,7 @@ fn target(ns: &str) -> Target {
         revision: "v5".into(),
         prune: true,
         force: false,
+        recreate: false,
         removed: false,
     }
 }
@@ -561,4 +562,88 @@ async fn an_unreachable_api_server_is_a_retryable_failure() {
         started.elapsed() >= std::time::Duration::from_secs(2),
         "retried with backoff first"
     );
+}
+
+fn service(name: &str, cluster_ip: &str) -> Object {
+    Object::new(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"clusterIP": cluster_ip, "ports": [{"port": 80}]}}),
+        None,
+    )
+    .expect("identity")
+}
+
+#[tokio::test]
+async fn an_immutable_change_is_an_error_unless_the_kit_recreates() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-recreate")
+        .await
+        .expect("namespace");
+    // Addresses of the harness's 10.96.0.0/16 range no other test asks for.
+    let suffix = std::process::id() % 200 + 20;
+    let (first, second) = (format!("10.96.250.{suffix}"), format!("10.96.251.{suffix}"));
+    let applier = applier().await;
+    let mut t = target(&ns);
+    applier
+        .apply(&t, vec![service("fixed", &first)])
+        .await
+        .expect("create");
+    let err = applier
+        .apply(&t, vec![service("fixed", &second)])
+        .await
+        .expect_err("immutable");
+    let Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        failed[0].1.contains("may not change once set") && failed[0].1.contains("recreate: true"),
+        "{err:?}"
+    );
+
+    t.recreate = true;
+    applier
+        .apply(&t, vec![service("fixed", &second)])
+        .await
+        .expect("recreated");
+    let services: Api<Service> = Api::namespaced(admin().await, &ns);
+    let live = services.get("fixed").await.expect("service");
+    assert_eq!(live.spec.and_then(|s| s.cluster_ip), Some(second));
+}
+
+#[tokio::test]
+async fn a_failed_stage_stops_later_stages_and_prunes_nothing() {
+    let ns = ControlPlane::shared()
+        .namespace("apply-stages")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let mut t = target(&ns);
+    t.cluster_scoped_allowed = true;
+    applier
+        .apply(&t, vec![config_map("old", json!({}))])
+        .await
+        .expect("first");
+    // Stage 2 (cluster-scoped) holds an object the server refuses: `value` must be an integer.
+    let bad = Object::new(
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": format!("{ns}-bad")}, "value": "high"}),
+        None,
+    )
+    .expect("identity");
+    let err = applier
+        .apply(&t, vec![bad, config_map("new", json!({}))])
+        .await
+        .expect_err("stage 2 fails");
+    let Error::Stage { stage, failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*stage, 2);
+    assert!(failed[0].1.contains("value"), "{err:?}");
+    assert!(!err.is_retryable(), "a refused object is not a transient fault");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    assert!(
+        cms.get_opt("new").await.expect("get").is_none(),
+        "stage 3 never ran"
+    );
+    assert!(cms.get_opt("old").await.expect("get").is_some(), "nothing pruned");
 }
