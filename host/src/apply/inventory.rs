@@ -114,24 +114,53 @@ pub fn configmap_name(kit: &str) -> String {
 }
 
 const DATA_KEY: &str = "inventory.json";
+/// Largest piece of inventory JSON per ConfigMap (a ConfigMap holds at most 1 MiB in all).
+const SHARD_BYTES: usize = 900 * 1024;
 
-/// Reads a kit's inventory; an absent ConfigMap is an empty inventory.
-pub async fn load(client: &kube::Client, host_namespace: &str, kit: &str) -> Result<Inventory, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), host_namespace);
-    let Some(cm) = api
-        .get_opt(&configmap_name(kit))
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(Inventory::default());
-    };
-    let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-        return Ok(Inventory::default());
-    };
-    serde_json::from_str(text).map_err(|e| format!("{host_namespace}/{}: {e}", configmap_name(kit)))
+fn shard_name(kit: &str, index: usize) -> String {
+    match index {
+        0 => configmap_name(kit),
+        i => format!("{}-{i}", configmap_name(kit)),
+    }
 }
 
-/// Writes a kit's inventory with server-side apply.
+/// Reads a kit's inventory; an absent ConfigMap is an empty inventory. A large inventory
+/// spans several ConfigMaps; the first names their count and the digest of the whole.
+pub async fn load(client: &kube::Client, host_namespace: &str, kit: &str) -> Result<Inventory, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), host_namespace);
+    let name = configmap_name(kit);
+    let Some(head) = api.get_opt(&name).await.map_err(|e| e.to_string())? else {
+        return Ok(Inventory::default());
+    };
+    let data = head.data.unwrap_or_default();
+    let Some(first) = data.get(DATA_KEY) else {
+        return Ok(Inventory::default());
+    };
+    let shards: usize = data.get("shards").and_then(|n| n.parse().ok()).unwrap_or(1);
+    let mut text = first.clone();
+    for index in 1..shards {
+        let shard = api
+            .get_opt(&shard_name(kit, index))
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|cm| cm.data)
+            .and_then(|mut d| d.remove(DATA_KEY))
+            .ok_or_else(|| format!("{host_namespace}/{}: shard {index} of {shards} is missing", name))?;
+        text.push_str(&shard);
+    }
+    if let Some(digest) = data.get("digest")
+        && crate::plugin::sha256_hex(text.as_bytes()) != *digest
+    {
+        return Err(format!(
+            "{host_namespace}/{name}: the {shards} shards do not add up (a write was interrupted)"
+        ));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("{host_namespace}/{name}: {e}"))
+}
+
+/// Writes a kit's inventory with server-side apply, in as many ConfigMaps as it needs. The
+/// extra shards are written first and the first ConfigMap (count and digest) last, so a
+/// reader never takes a half-written inventory for a whole one.
 pub async fn store(
     client: &kube::Client,
     host_namespace: &str,
@@ -140,29 +169,66 @@ pub async fn store(
 ) -> Result<(), String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), host_namespace);
     let text = serde_json::to_string(inventory).map_err(|e| e.to_string())?;
-    // A ConfigMap holds at most 1 MiB; sharding larger inventories is future work.
-    if text.len() > 1000 * 1024 {
-        return Err(format!(
-            "inventory of {} objects is over the 1 MiB a ConfigMap holds",
-            inventory.entries.len()
-        ));
+    let mut pieces = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(SHARD_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = tail;
     }
-    let cm = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": configmap_name(kit),
-            "namespace": host_namespace,
-            "labels": {"app.kubernetes.io/managed-by": "kitsync", "kitsync.dev/inventory-of": kit},
-        },
-        "data": {DATA_KEY: text},
+    if pieces.is_empty() {
+        pieces.push("");
+    }
+    let previous_shards: usize = api
+        .get_opt(&configmap_name(kit))
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|cm| cm.data)
+        .and_then(|d| d.get("shards").and_then(|n| n.parse().ok()))
+        .unwrap_or(1);
+    let write = |index: usize, data: serde_json::Value| {
+        let api = api.clone();
+        let name = shard_name(kit, index);
+        let cm = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": host_namespace,
+                "labels": {"app.kubernetes.io/managed-by": "kitsync", "kitsync.dev/inventory-of": kit},
+            },
+            "data": data,
+        });
+        async move {
+            api.patch(
+                &name,
+                &PatchParams::apply(super::FIELD_MANAGER).force(),
+                &Patch::Apply(&cm),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{name}: {e}"))
+        }
+    };
+    for (index, piece) in pieces.iter().enumerate().skip(1) {
+        write(index, serde_json::json!({DATA_KEY: piece})).await?;
+    }
+    let head = serde_json::json!({
+        DATA_KEY: pieces[0],
+        "shards": pieces.len().to_string(),
+        "digest": crate::plugin::sha256_hex(text.as_bytes()),
     });
-    api.patch(
-        &configmap_name(kit),
-        &PatchParams::apply(super::FIELD_MANAGER).force(),
-        &Patch::Apply(&cm),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    write(0, head).await?;
+    for index in pieces.len()..previous_shards {
+        match api.delete(&shard_name(kit, index), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(format!("{}: {e}", shard_name(kit, index))),
+        }
+    }
+    Ok(())
 }

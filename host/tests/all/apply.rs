@@ -647,3 +647,49 @@ async fn a_failed_stage_stops_later_stages_and_prunes_nothing() {
     );
     assert!(cms.get_opt("old").await.expect("get").is_some(), "nothing pruned");
 }
+
+#[tokio::test]
+async fn a_large_inventory_spans_several_configmaps() {
+    use kitsync::apply::inventory;
+    use kitsync::apply::{Entry, Inventory};
+    let plane = ControlPlane::shared();
+    let host = plane.namespace("apply-inventory").await.expect("namespace");
+    let client = plane.client().await.expect("client");
+    // 30,000 entries: about 3 MB of JSON, more than three ConfigMaps hold.
+    let big = Inventory {
+        entries: (0..30_000)
+            .map(|i| Entry {
+                group: "apps".into(),
+                version: "v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("tenant-with-a-long-namespace-name".into()),
+                name: format!("deployment-number-{i:06}"),
+            })
+            .collect(),
+        applied: Default::default(),
+    };
+    inventory::store(&client, &host, "big", &big)
+        .await
+        .expect("store");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &host);
+    let shards = cms.list(&Default::default()).await.expect("list").items.len();
+    assert!(shards >= 4, "{shards} ConfigMaps");
+    assert_eq!(inventory::load(&client, &host, "big").await.expect("load"), big);
+
+    // Shrinking it removes the shards it no longer needs.
+    let small = Inventory {
+        entries: big.entries.iter().take(3).cloned().collect(),
+        applied: Default::default(),
+    };
+    inventory::store(&client, &host, "big", &small)
+        .await
+        .expect("store");
+    assert_eq!(inventory::load(&client, &host, "big").await.expect("load"), small);
+    let left = cms.list(&Default::default()).await.expect("list").items;
+    let names: Vec<_> = left
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .filter(|n| n.starts_with("kitsync-inventory-big"))
+        .collect();
+    assert_eq!(names, ["kitsync-inventory-big"]);
+}
