@@ -6,8 +6,8 @@
 //! through a client that impersonates the kit's service account when one is set, so the API
 //! server's RBAC bounds the kit.
 //!
-//! Not yet here (see the apply issue): no-op detection without a patch, recreate on
-//! immutable fields, inventory sharding past 1 MiB, diff.
+//! A resync of unchanged objects sends no writes; [`Applier::diff`] shows what an apply
+//! would change from a server-side dry run.
 
 mod error;
 pub mod inventory;
