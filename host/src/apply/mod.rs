@@ -1,8 +1,9 @@
 //! Makes the cluster match a kit's final object list: guards, server-side apply in stages,
 //! ownership, inventory and safe prune.
 //!
-//! The API is narrow: [`Applier::apply`] takes a kit's target, its previous inventory and
-//! its new objects, and returns the new inventory and a per-object report. Every write goes
+//! The API is narrow: [`Applier::apply`] takes a kit's target and its new objects, reads the
+//! kit's previous inventory from the cluster, and returns the new inventory and a per-object
+//! report. Every write goes
 //! through a client that impersonates the kit's service account when one is set, so the API
 //! server's RBAC bounds the kit.
 //!
