@@ -35,6 +35,9 @@ pub struct SyncArgs {
     /// Keep objects dropped from the directory instead of deleting them.
     #[arg(long)]
     pub no_prune: bool,
+    /// Objects applied at once within a stage.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
     /// Revision recorded on every object (kitsync.dev/revision).
     #[arg(long, default_value = "manual")]
     pub revision: String,
@@ -114,7 +117,9 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
     let target = target(args);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let applier = Applier::new(kube_config(args).await?).context("creating the Kubernetes client")?;
+        let applier = Applier::new(kube_config(args).await?)
+            .context("creating the Kubernetes client")?
+            .with_concurrency(args.concurrency);
         let changes = match applier.diff(&target, objects).await {
             Ok(changes) => changes,
             Err(apply::Error::Stage { failed, .. }) => {
@@ -163,7 +168,9 @@ pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
     let target = target(args);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let applier = Applier::new(kube_config(args).await?).context("creating the Kubernetes client")?;
+        let applier = Applier::new(kube_config(args).await?)
+            .context("creating the Kubernetes client")?
+            .with_concurrency(args.concurrency);
         let report = match applier.apply(&target, objects).await {
             Ok(report) => report,
             Err(apply::Error::Stage { failed, applied, .. }) => {

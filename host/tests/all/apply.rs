@@ -222,6 +222,92 @@ async fn guards_refuse_before_any_write() {
         cms.get_opt("fine").await.expect("get").is_none(),
         "nothing written"
     );
+
+    // A cluster-scoped object, which the platform did not allow this kit.
+    let role = Object::new(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": format!("{ns}-role")}, "rules": []}),
+        None,
+    )
+    .expect("identity");
+    let err = applier
+        .apply(&target(&ns), vec![config_map("fine", json!({})), role])
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("is cluster-scoped"), "{err}");
+    assert!(
+        cms.get_opt("fine").await.expect("get").is_none(),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn an_admission_rejection_names_the_object_and_the_policy_message() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("apply-admission").await.expect("namespace");
+    let client = admin().await;
+    // A real admission policy (CEL, evaluated by the apiserver) for this test's namespace.
+    let policy = format!("{ns}-no-forbidden");
+    let apply_admin = |value: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let (group, version) = value["apiVersion"]
+                .as_str()
+                .and_then(|v| v.split_once('/'))
+                .expect("group");
+            let kind = value["kind"].as_str().expect("kind").to_owned();
+            let name = value["metadata"]["name"].as_str().expect("name").to_owned();
+            let resource =
+                kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, &kind));
+            let api: Api<kube::api::DynamicObject> = Api::all_with(client, &resource);
+            let object: kube::api::DynamicObject = serde_json::from_value(value).expect("object");
+            api.patch(&name, &PatchParams::apply("test"), &Patch::Apply(&object))
+                .await
+                .expect("apply policy");
+        }
+    };
+    apply_admin(
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy},
+        "spec": {"failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}]},
+            "validations": [{"expression": "!has(object.data) || !('forbidden' in object.data)",
+                "message": "configmaps may not carry a forbidden key"}]}}),
+    )
+    .await;
+    apply_admin(
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy},
+        "spec": {"policyName": policy, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}}),
+    )
+    .await;
+
+    let applier = applier().await;
+    let bad = config_map("bad", json!({"forbidden": "yes"}));
+    // Policies take a moment to be loaded by the apiserver.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let err = loop {
+        match applier.apply(&target(&ns), vec![bad.clone()]).await {
+            Err(err) => break err,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+                let _ = cms.delete("bad", &Default::default()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Ok(_) => panic!("the admission policy never refused the object"),
+        }
+    };
+    let Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(failed[0].0.name, "bad");
+    assert!(
+        failed[0].1.contains("configmaps may not carry a forbidden key"),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]
