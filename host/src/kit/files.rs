@@ -96,7 +96,7 @@ pub struct PlatformFile {
     pub plugin_limits: PluginLimits,
 }
 
-fn parse_yaml<'a, T: Deserialize<'a>>(file: &str, bytes: &'a [u8]) -> Result<T, Error> {
+pub(crate) fn parse_yaml<'a, T: Deserialize<'a>>(file: &str, bytes: &'a [u8]) -> Result<T, Error> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::Invalid {
         file: file.to_owned(),
         message: format!("not UTF-8: {e}"),
@@ -193,7 +193,7 @@ fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
 }
 
 /// Kubernetes object-name rules for namespaces (RFC 1123 label).
-fn is_dns_label(name: &str) -> bool {
+pub(super) fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name

@@ -4,9 +4,12 @@
 //! [`Platform`]; the render stage never sees the raw files.
 
 mod files;
+mod graph;
 mod paths;
 
-pub use files::{KitFile, PlatformFile, PluginRef};
+pub(crate) use files::parse_yaml;
+pub use files::{KitFile, PlatformFile, PluginLimits, PluginRef, parse_duration};
+pub use graph::waves;
 pub use paths::normalize;
 
 use crate::source::Snapshot;
@@ -156,6 +159,7 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
     let mut kits: BTreeMap<String, Result<Kit, Error>> = BTreeMap::new();
     let mut dirs_by_name: BTreeMap<String, String> = BTreeMap::new();
     let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
     for dir in &kit_dirs {
         let name = dir
             .rsplit('/')
@@ -179,6 +183,16 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
             format!("{dir}/{KIT_FILE}")
         };
         let bytes = snapshot.get(&file).unwrap_or_default();
+        if !files::is_dns_label(&name) {
+            // The name becomes a label value, the Kit object's name and part of the
+            // inventory's name: it must be a DNS-1123 label.
+            let message = format!(
+                "kit name {name:?} (the directory's name) must be a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+            );
+            kits.insert(name.clone(), Err(Error::Invalid { file, message }));
+            continue;
+        }
+        texts.insert(name.clone(), String::from_utf8_lossy(bytes).into_owned());
         let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).map(|mut kit| {
             kit.manifests = manifests_of(snapshot, dir, &kit_dirs, &kit.manifests);
             kit
@@ -206,6 +220,7 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
             );
         }
     }
+    graph::validate(&mut kits, &texts);
     Discovery { platform, kits }
 }
 
