@@ -93,6 +93,9 @@ pub struct Inventory {
     /// Per object (keyed by [`Entry::key_text`]), what was last applied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied: BTreeMap<String, Applied>,
+    /// The source revision of the last apply (absent in inventories written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl Inventory {

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 /// The field manager of every kitsync write.
 pub const FIELD_MANAGER: &str = "kitsync";
-/// Annotation with the source revision of an applied object.
+/// Annotation with the source revision that earlier versions stamped on every object. The
+/// revision now lives in the kit's inventory and status (so a new revision rewrites only the
+/// objects it changes); applying drops the annotation and diffs ignore it.
 pub const REVISION_ANNOTATION: &str = "kitsync.dev/revision";
 /// Annotation that keeps an object from ever being pruned.
 pub const PRUNE_ANNOTATION: &str = "kitsync.dev/prune";
@@ -46,7 +48,7 @@ pub struct Target {
     pub service_account: Option<String>,
     /// Whether the platform lets this kit create cluster-scoped objects.
     pub cluster_scoped_allowed: bool,
-    /// Source revision, recorded on every object.
+    /// Source revision, recorded in the kit's inventory (not on the objects).
     pub revision: String,
     /// Delete objects dropped from the kit.
     pub prune: bool,
@@ -161,7 +163,6 @@ impl Applier {
         if !findings.is_empty() {
             return Err(Error::Guard { kit, findings });
         }
-        annotate_revision(&mut objects, &target.revision);
 
         self.ensure_namespace(target, &target.host_namespace, false)
             .await?;
@@ -177,11 +178,12 @@ impl Applier {
             .collect();
         let next = Inventory {
             entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
-            applied: Default::default(),
+            ..Default::default()
         };
         let union = Inventory {
             entries: previous.entries.union(&next.entries).cloned().collect(),
             applied: previous.applied.clone(),
+            revision: previous.revision.clone(),
         };
         // A resync of the same objects writes nothing, not even the inventory.
         if union != previous {
@@ -200,7 +202,10 @@ impl Applier {
             if members.is_empty() {
                 continue;
             }
-            let results: Vec<(ObjectRef, OneResult)> = stream::iter(members)
+            // The futures are built eagerly: a lazy `StreamExt::map` closure over borrowed
+            // objects makes the whole apply future non-`Send` for spawned callers (serve).
+            let pending: Vec<_> = members
+                .into_iter()
                 .map(|object| {
                     let client = client.clone();
                     let new_kinds = &new_kinds;
@@ -212,6 +217,8 @@ impl Applier {
                         )
                     }
                 })
+                .collect();
+            let results: Vec<(ObjectRef, OneResult)> = stream::iter(pending)
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
@@ -243,6 +250,7 @@ impl Applier {
         let mut kept_inventory = Inventory {
             entries: next.entries.clone(),
             applied: records,
+            revision: Some(target.revision.clone()),
         };
         if target.prune {
             let stale = previous.missing_from(&next);
@@ -252,7 +260,10 @@ impl Applier {
                     target.kit,
                     previous.entries.len()
                 ));
-                kept_inventory = previous.clone();
+                kept_inventory = Inventory {
+                    revision: Some(target.revision.clone()),
+                    ..previous.clone()
+                };
             } else {
                 for (entry, outcome) in self.prune(&client, target, stale).await? {
                     if !matches!(outcome, Outcome::Pruned) {
@@ -295,7 +306,6 @@ impl Applier {
                 findings,
             });
         }
-        annotate_revision(&mut objects, &target.revision);
         let previous = self.inventory(target).await?;
         let client = self.kit_client(target)?;
         let none = NewKinds::new();
@@ -347,7 +357,7 @@ impl Applier {
         }
         let next = Inventory {
             entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
-            applied: Default::default(),
+            ..Default::default()
         };
         let mut changes = crate::diff::diff(&live_objects, &would_be);
         if target.prune {
@@ -686,20 +696,6 @@ fn is_transient(error: &kube::Error) -> bool {
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
-    }
-}
-
-/// Records the source revision on every object.
-fn annotate_revision(objects: &mut [Object], revision: &str) {
-    for object in objects {
-        if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            let annotations = metadata
-                .entry("annotations")
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
-            if let Some(annotations) = annotations.as_object_mut() {
-                annotations.insert(REVISION_ANNOTATION.into(), revision.into());
-            }
-        }
     }
 }
 

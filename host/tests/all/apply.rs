@@ -85,11 +85,11 @@ async fn create_then_the_seed_update_then_prune() {
         labels.get("kitsync.dev/kit").map(String::as_str),
         Some(ns.as_str())
     );
+    // The revision lives in the inventory, not on every object: a new revision rewrites
+    // only what it changes.
     let annotations = svc.metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(
-        annotations.get("kitsync.dev/revision").map(String::as_str),
-        Some("v5")
-    );
+    assert_eq!(annotations.get("kitsync.dev/revision"), None);
+    assert_eq!(report.inventory.revision.as_deref(), Some("v5"));
     let before = deployments.get("vision").await.expect("deployment");
 
     // v5 -> v6: the Service moves to 5445; the Deployment's spec is untouched.
@@ -99,13 +99,15 @@ async fn create_then_the_seed_update_then_prune() {
     let ports = svc.spec.and_then(|s| s.ports).unwrap_or_default();
     assert_eq!(ports.first().map(|p| p.port), Some(5445));
     let after = deployments.get("vision").await.expect("deployment");
-    // The spec is untouched (no rollout). Its generation still moves: the apiserver counts
-    // a Deployment's annotation change (our revision annotation) as a new generation.
+    // The Deployment is not written at all: same resourceVersion, no new generation.
     assert_eq!(before.spec, after.spec, "the Deployment spec did not change");
+    assert_eq!(before.metadata.resource_version, after.metadata.resource_version);
+    assert_eq!(before.metadata.generation, after.metadata.generation);
 
     // The inventory survives in the cluster: a new applier sees it.
     let stored = self::applier().await.inventory(&t).await.expect("inventory");
     assert_eq!(stored.entries.len(), 2);
+    assert_eq!(stored.revision.as_deref(), Some("v6"));
 
     // Dropping the Service prunes it.
     let deployment_only: Vec<Object> = vision(5445)
@@ -752,7 +754,7 @@ async fn a_large_inventory_spans_several_configmaps() {
                 name: format!("deployment-number-{i:06}"),
             })
             .collect(),
-        applied: Default::default(),
+        ..Default::default()
     };
     inventory::store(&client, &host, "big", &big)
         .await
@@ -765,7 +767,7 @@ async fn a_large_inventory_spans_several_configmaps() {
     // Shrinking it removes the shards it no longer needs.
     let small = Inventory {
         entries: big.entries.iter().take(3).cloned().collect(),
-        applied: Default::default(),
+        ..Default::default()
     };
     inventory::store(&client, &host, "big", &small)
         .await
