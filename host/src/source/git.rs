@@ -66,6 +66,19 @@ impl fmt::Debug for SourceConfig {
     }
 }
 
+/// A commit's author, time and subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CommitInfo {
+    /// The commit, hex.
+    pub commit: String,
+    /// `Name <email>` of the author.
+    pub author: String,
+    /// Author time, RFC 3339 (UTC).
+    pub time: String,
+    /// First non-empty line of the message (at most 200 characters).
+    pub subject: String,
+}
+
 /// What a poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollOutcome {
@@ -258,6 +271,46 @@ impl Source {
             });
         }
         read_commit(&repo, id, Limits::default())
+    }
+
+    /// Who made `commit` (hex), when, and its subject line: the audit trail a Kit's status shows.
+    ///
+    /// # Errors
+    /// [`Error::BadRef`] for a malformed id, [`Error::MissingRef`] when the cache lacks it.
+    pub fn commit_info(&self, commit: &str) -> Result<CommitInfo> {
+        let id = parse_id(commit)?;
+        let repo = self.shared.repo.to_thread_local();
+        let missing = || Error::MissingRef {
+            url: self.shared.shown_url.clone(),
+            reference: format!("commit:{commit} in the cache"),
+        };
+        let found = repo.find_commit(id).map_err(|_| missing())?;
+        let author = found.author().map_err(|e| Error::Git(e.to_string()))?;
+        let time = author
+            .time()
+            .ok()
+            .and_then(|t| jiff::Timestamp::from_second(t.seconds).ok())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let subject = found
+            .message_raw_sloppy()
+            .to_string()
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        Ok(CommitInfo {
+            commit: commit.to_owned(),
+            author: format!(
+                "{} <{}>",
+                author.name.to_string().trim(),
+                author.email.to_string().trim()
+            ),
+            time,
+            subject,
+        })
     }
 
     /// The commit the reference pointed at after the last successful poll (or in the cache).

@@ -184,6 +184,32 @@ impl Snapshot {
             .take_while(move |p| p.starts_with(&prefix))
     }
 
+    /// The files below directory `dir` (`""` for all), re-rooted there: the view of a source
+    /// whose kits live in a sub-directory of the repository. Same revision.
+    pub fn subtree(&self, dir: &str) -> Snapshot {
+        let dir = dir.trim_matches('/');
+        if dir.is_empty() {
+            return self.clone();
+        }
+        let prefix = format!("{dir}/");
+        let strip = |paths: &[String]| -> Vec<String> {
+            paths
+                .iter()
+                .filter_map(|p| p.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        };
+        Snapshot {
+            revision: self.revision.clone(),
+            symlinks: strip(&self.symlinks),
+            submodules: strip(&self.submodules),
+            files: self
+                .files
+                .iter()
+                .filter_map(|(p, b)| Some((p.strip_prefix(&prefix)?.to_owned(), b.clone())))
+                .collect(),
+        }
+    }
+
     /// How many files the snapshot holds.
     pub fn len(&self) -> usize {
         self.files.len()
