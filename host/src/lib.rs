@@ -37,6 +37,12 @@ pub mod guard;
 pub mod render;
 // Server-side apply of a kit's objects: stages, ownership, inventory, prune.
 pub mod apply;
+// The Kit resource: status and Events of each kit.
+pub mod status;
+// One kit at one revision: render -> apply -> status.
+pub mod reconcile;
+// The service: triggers, the loop over sources and kits.
+pub mod serve;
 // Object-level differences between renders.
 pub mod diff;
 // Output formats for findings and diffs.

@@ -7,7 +7,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    // The service's log is its record of what it did; one-shot commands print results instead.
+    let default = match cli.command {
+        kitsync::cli::Command::Serve(_) => "info,kube_runtime=warn",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default));
     match cli::run(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),

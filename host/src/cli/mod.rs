@@ -2,6 +2,7 @@
 
 mod check;
 mod plugin;
+mod serve;
 mod sync;
 
 use crate::diagnostic::Severity;
@@ -18,9 +19,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KITSYNC_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Log filter, e.g. `info`, `kitsync=debug` (RUST_LOG syntax).
-    #[arg(long, global = true, default_value = "warn", env = "KITSYNC_LOG")]
-    pub log: String,
+    /// Log filter, e.g. `info`, `kitsync=debug` (RUST_LOG syntax) [default: `info` for
+    /// serve, `warn` for the other commands].
+    #[arg(long, global = true, env = "KITSYNC_LOG")]
+    pub log: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,12 +48,23 @@ pub enum Command {
         after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture"
     )]
     Render(check::RenderArgs),
-    /// Apply a directory of YAML to the cluster as one kit, once (bootstrap, trying the engine).
+    /// Apply one kit (or a plain directory of YAML) to the cluster, once.
     #[command(after_help = SYNC_EXAMPLES)]
     Sync(sync::SyncArgs),
     /// Show what `sync` would change in the cluster (server-side dry run); writes nothing.
     #[command(after_help = DIFF_EXAMPLES)]
     Diff(sync::SyncArgs),
+    /// Run the reconciler: follow Git sources and keep the cluster in step with their kits.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(serve::ServeArgs),
+    /// Show every kit's status (the Kit resources in the host namespace).
+    #[command(
+        after_help = "Examples:\n  kitsync status\n  kitsync status --output json\n\nExit status: 0 every kit Ready, 1 a kit is not Ready, 2 error."
+    )]
+    Status(serve::StatusArgs),
+    /// Ask `serve` to reconcile a kit now (sets the kitsync.dev/reconcile-at annotation).
+    #[command(after_help = "Example:\n  kitsync reconcile manufracture")]
+    Reconcile(serve::ReconcileArgs),
     /// Inspect and run policy plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -66,18 +79,32 @@ const CHECK_EXAMPLES: &str = "Examples:
 
 Exit status: 0 clean, 1 findings at or above --fail-on (or a kit that cannot render), 2 usage or internal error.";
 
+const SERVE_EXAMPLES: &str = "Examples:
+  kitsync serve --source https://git.example.com/platform/gitops.git --ref main --interval 30s
+  kitsync serve --config /etc/kitsync/host.yaml
+  KITSYNC_CONFIG=/etc/kitsync/host.yaml kitsync serve --log info --log-format json
+
+The host config (see README, `Host configuration`) lists sources, credentials, the host
+namespace, trusted policies and limits; --source runs one source without a file. Kits are
+rendered exactly as `kitsync check` renders them, applied in dependsOn order, and reported as
+Kit resources: `kubectl get kits -n kitsync-system` or `kitsync status`.
+SIGTERM or Ctrl-C lets reconciles in flight finish, then exits 0.";
+
 const SYNC_EXAMPLES: &str = "Examples:
-  kitsync sync examples/kits/manufracture --namespace manufracture
+  kitsync sync examples/kits/manufracture
   kitsync sync ./manifests -n shop --service-account deployer --kubeconfig ~/.kube/dev
 
-Objects get the label kitsync.dev/kit=<kit> and the annotation kitsync.dev/revision; the kit's
-inventory is kept in the ConfigMap kitsync-inventory-<kit> in --host-namespace, and objects
-dropped from the directory are pruned (never one of another kit, or one annotated
-kitsync.dev/prune: disabled; never all of them from an empty directory).
+A directory with a kit.yaml is rendered as `kitsync check` renders it (its plugins and the
+platform file of its repository) and applied with its kit.yaml options; a plain directory's
+YAML is applied as it is into --namespace.
+Objects get the label kitsync.dev/kit=<kit>; the kit's inventory (with --revision) is kept in
+the ConfigMap kitsync-inventory-<kit> in --host-namespace, and objects dropped from the
+directory are pruned (never one of another kit, or one annotated kitsync.dev/prune: disabled;
+never all of them from an empty directory).
 Exit status: 0 applied, 1 prune refused, 2 error.";
 
 const DIFF_EXAMPLES: &str = "Examples:
-  kitsync diff examples/kits/manufracture --namespace manufracture
+  kitsync diff examples/kits/manufracture
 
 Prints `+` for objects to create, `~` with each changed field (live -> would-be, without
 managedFields, status and other server-managed fields), `-` for objects sync would prune.
@@ -202,10 +229,44 @@ impl EngineArgs {
 
 /// `$XDG_CACHE_HOME/kitsync` or `~/.cache/kitsync`.
 fn cache_root() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("kitsync"))
+    crate::serve::config::default_cache_dir()
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file [default: $KUBECONFIG, else ~/.kube/config, else the in-cluster
+    /// service account].
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context [default: its current context].
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The client configuration: the kubeconfig when one is named or found, else the
+    /// in-cluster service account (kube-rs inference).
+    async fn config(&self) -> Result<kube::Config> {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options).await,
+            None => {
+                return kube::Config::infer()
+                    .await
+                    .context("finding cluster access (no kubeconfig and not in a cluster)");
+            }
+        };
+        config.context("loading the kubeconfig")
+    }
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -226,6 +287,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Check(args) => check::check(&args),
         Command::Render(args) => check::render(&args),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Status(args) => serve::status(&args),
+        Command::Reconcile(args) => serve::reconcile(&args),
         Command::Sync(args) => sync::sync(&args),
         Command::Diff(args) => sync::diff(&args),
         Command::Plugin(PluginCommand::Inspect { file, json, engine }) => {

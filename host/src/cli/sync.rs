@@ -1,5 +1,9 @@
-//! `kitsync sync` and `kitsync diff`: apply a directory of YAML as one kit, once, or show
-//! what applying it would change.
+//! `kitsync sync` and `kitsync diff`: apply a directory as one kit, once, or show what
+//! applying it would change.
+//!
+//! A directory with a `kit.yaml` is a kit of its repository (found by walking up to the
+//! `kitsync.yaml`, else to `.git`): it goes through the same render as `check` and `serve`
+//! (its plugins, the platform's validators, the guards) before the apply engine.
 
 use super::Outcome;
 use crate::apply::{self, Applier, Target};
@@ -11,11 +15,13 @@ use std::path::{Path, PathBuf};
 /// `kitsync sync`.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Directory of manifests (`*.yaml`, `*.yml`, read recursively; a `kit.yaml` is skipped).
+    /// A kit directory (with `kit.yaml`: rendered with its plugins and the platform file), or
+    /// a plain directory of manifests (`*.yaml`, `*.yml`, read recursively, applied as they are).
     pub dir: PathBuf,
     /// The kit's namespace; namespaced objects without one land here, others are refused.
+    /// Required for a plain directory; a kit's comes from its kit.yaml.
     #[arg(long, short = 'n')]
-    pub namespace: String,
+    pub namespace: Option<String>,
     /// Kit name for the ownership label and the inventory [default: the namespace].
     #[arg(long)]
     pub kit: Option<String>,
@@ -38,18 +44,18 @@ pub struct SyncArgs {
     /// Objects applied at once within a stage.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,
-    /// Revision recorded on every object (kitsync.dev/revision).
+    /// Revision recorded in the kit's inventory.
     #[arg(long, default_value = "manual")]
     pub revision: String,
+    /// Sandbox and cache settings for a kit's plugins.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// kitsync's own namespace, where inventories live and which no kit may write to.
     #[arg(long, default_value = "kitsync-system", env = "KITSYNC_NAMESPACE")]
     pub host_namespace: String,
-    /// Kubeconfig file [default: $KUBECONFIG, else ~/.kube/config].
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context [default: its current context].
-    #[arg(long)]
-    pub context: Option<String>,
+    /// Cluster access.
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -79,45 +85,136 @@ fn read_objects(dir: &Path) -> Result<Vec<Object>> {
     Ok(objects)
 }
 
-async fn kube_config(args: &SyncArgs) -> Result<kube::Config> {
-    let options = kube::config::KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
+/// The target and objects of `args.dir`: a kit rendered through the pipeline, or a plain
+/// directory's manifests as they are.
+fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
+    let kit_file = args.dir.join(crate::kit::KIT_FILE);
+    let is_kit = std::fs::symlink_metadata(&kit_file).is_ok_and(|m| m.is_file());
+    if !is_kit {
+        let Some(namespace) = args.namespace.clone() else {
+            bail!(
+                "{} has no kit.yaml: name the namespace its objects go to with --namespace",
+                args.dir.display()
+            );
+        };
+        let objects = read_objects(&args.dir)?;
+        let target = Target {
+            kit: args.kit.clone().unwrap_or_else(|| namespace.clone()),
+            namespace,
+            host_namespace: args.host_namespace.clone(),
+            service_account: args.service_account.clone(),
+            cluster_scoped_allowed: args.allow_cluster_scoped,
+            revision: args.revision.clone(),
+            prune: !args.no_prune,
+            force: args.force,
+            recreate: args.recreate,
+            removed: false,
+        };
+        return Ok((target, objects));
+    }
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", args.dir.display()))?;
+    let root = repository_root(&dir);
+    let rel = dir
+        .strip_prefix(&root)
+        .unwrap_or(Path::new(""))
+        .to_str()
+        .context("the kit's path is not UTF-8")?
+        .to_owned();
+    let snapshot =
+        crate::source::Snapshot::from_dir(&root).with_context(|| format!("reading {}", root.display()))?;
+    let discovery = crate::kit::discover(&snapshot);
+    let Some((name, entry)) = discovery.kits.iter().find(|(name, k)| match k {
+        Ok(kit) => kit.dir == rel,
+        Err(_) => rel.rsplit('/').next() == Some(name.as_str()),
+    }) else {
+        bail!(
+            "{} is not a kit of the repository at {}",
+            args.dir.display(),
+            root.display()
+        );
     };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
-        }
-        None => kube::Config::from_kubeconfig(&options).await,
+    let platform = discovery
+        .platform
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", root.join(crate::kit::PLATFORM_FILE).display()))?;
+    let kit = entry.as_ref().map_err(|e| anyhow::anyhow!("kit {name}: {e}"))?;
+    if let Some(ns) = &args.namespace
+        && ns != &kit.namespace
+    {
+        bail!(
+            "kit {name} deploys to namespace {} (its kit.yaml); --namespace {ns} disagrees",
+            kit.namespace
+        );
+    }
+    if let Some(k) = &args.kit
+        && k != &kit.name
+    {
+        bail!("the kit in {} is named {}, not {k}", args.dir.display(), kit.name);
+    }
+    let engine = args
+        .engine
+        .engine_with(platform.plugin_memory_mib, platform.plugin_deadline_ms)?;
+    let pipeline = crate::render::Pipeline::new(
+        engine,
+        crate::render::Settings {
+            host_namespace: args.host_namespace.clone(),
+            ..Default::default()
+        },
+    );
+    let rendered = pipeline.render(&snapshot, platform, kit);
+    if let Some(reason) = &rendered.failed {
+        let report = crate::report::CheckReport {
+            revision: snapshot.revision.clone(),
+            base: None,
+            kits: vec![crate::report::KitReport {
+                rendered: rendered.clone(),
+                diff: None,
+            }],
+        };
+        eprint!("{}", report.format(crate::report::Format::Text));
+        bail!("kit {}: not applied: {reason}", kit.name);
+    }
+    let target = Target {
+        kit: kit.name.clone(),
+        namespace: kit.namespace.clone(),
+        host_namespace: args.host_namespace.clone(),
+        service_account: args
+            .service_account
+            .clone()
+            .or_else(|| kit.service_account.clone()),
+        cluster_scoped_allowed: args.allow_cluster_scoped || platform.cluster_scoped.contains(&kit.name),
+        revision: args.revision.clone(),
+        prune: kit.prune && !args.no_prune,
+        force: args.force || kit.force,
+        recreate: args.recreate || kit.recreate,
+        removed: false,
     };
-    config.context("loading the kubeconfig")
+    Ok((target, rendered.objects))
 }
 
-fn target(args: &SyncArgs) -> Target {
-    Target {
-        kit: args.kit.clone().unwrap_or_else(|| args.namespace.clone()),
-        namespace: args.namespace.clone(),
-        host_namespace: args.host_namespace.clone(),
-        service_account: args.service_account.clone(),
-        cluster_scoped_allowed: args.allow_cluster_scoped,
-        revision: args.revision.clone(),
-        prune: !args.no_prune,
-        force: args.force,
-        recreate: args.recreate,
-        removed: false,
-    }
+/// The repository a kit directory belongs to: the nearest directory at or above it holding
+/// `kitsync.yaml`, else the nearest holding `.git`, else the directory itself.
+fn repository_root(dir: &Path) -> PathBuf {
+    let has = |name: &str| {
+        dir.ancestors()
+            .find(|d| std::fs::symlink_metadata(d.join(name)).is_ok())
+            .map(Path::to_path_buf)
+    };
+    has(crate::kit::PLATFORM_FILE)
+        .or_else(|| has(".git"))
+        .unwrap_or_else(|| dir.to_path_buf())
 }
 
 /// Runs `diff`: exit 0 when applying would change nothing, 1 when it would.
 pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
     use crate::diff::ObjectDiff;
-    let objects = read_objects(&args.dir)?;
-    let target = target(args);
+    let (target, objects) = prepare(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let applier = Applier::new(kube_config(args).await?)
+        let applier = Applier::new(args.cluster.config().await?)
             .context("creating the Kubernetes client")?
             .with_concurrency(args.concurrency);
         let changes = match applier.diff(&target, objects).await {
@@ -164,11 +261,10 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
 
 /// Runs `sync`.
 pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
-    let objects = read_objects(&args.dir)?;
-    let target = target(args);
+    let (target, objects) = prepare(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let applier = Applier::new(kube_config(args).await?)
+        let applier = Applier::new(args.cluster.config().await?)
             .context("creating the Kubernetes client")?
             .with_concurrency(args.concurrency);
         let report = match applier.apply(&target, objects).await {

@@ -7,6 +7,7 @@ mod cli;
 mod corpus;
 mod first_party;
 mod sandbox;
+mod serve;
 mod source;
 
 use kitsync::Object;

@@ -1,0 +1,430 @@
+//! One kit at one revision: its render goes to the apply engine with the options of its
+//! `kit.yaml` and the platform file, and the outcome becomes the Kit's status and Events.
+//!
+//! A kit that fails anywhere (render, policy, guard, apply) changes nothing past what the
+//! apply engine already made safe; its status keeps the last applied revision and says why
+//! the new one was not applied. The service ([`crate::serve`]) decides which kits to
+//! reconcile and when; this module does one.
+
+use crate::apply::{self, Applier, Target};
+use crate::diagnostic::Severity;
+use crate::kit::{Kit, Platform};
+use crate::render::Rendered;
+use crate::source::CommitInfo;
+use crate::status::{
+    self, CommitRecord, FindingRecord, InventoryRef, KitSpec, KitStatus, MAX_FINDINGS, StatusWriter,
+};
+
+/// What became of one reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied and recorded; `changed` objects were written or pruned.
+    Applied {
+        /// Objects written (created, updated or pruned).
+        changed: usize,
+    },
+    /// Not applied; the kit stays at its last applied revision.
+    Failed {
+        /// Worth retrying without a new commit (the API server was unavailable).
+        retryable: bool,
+        /// Why, in one line.
+        message: String,
+    },
+}
+
+/// Reconciles kits into one cluster and records their status.
+pub struct Reconciler {
+    applier: Applier,
+    status: StatusWriter,
+    host_namespace: String,
+}
+
+/// The kit to reconcile and where it comes from.
+pub struct Job<'a> {
+    /// The source's name.
+    pub source: &'a str,
+    /// The kit, when its kit.yaml could be read.
+    pub kit: Option<&'a Kit>,
+    /// The platform file, when it could be read.
+    pub platform: Option<&'a Platform>,
+    /// Its render at this revision.
+    pub rendered: &'a Rendered,
+    /// The commit.
+    pub commit: &'a CommitInfo,
+    /// The `kitsync.dev/reconcile-at` request this reconcile answers, if any.
+    pub reconcile_at: Option<String>,
+}
+
+impl Reconciler {
+    /// A reconciler writing Kits to `host_namespace` with `status`.
+    pub fn new(applier: Applier, status: StatusWriter, host_namespace: &str) -> Self {
+        Reconciler {
+            applier,
+            status,
+            host_namespace: host_namespace.to_owned(),
+        }
+    }
+
+    /// The status writer (the service reads the last known statuses from it).
+    pub fn status(&self) -> &StatusWriter {
+        &self.status
+    }
+
+    fn spec(&self, job: &Job<'_>) -> KitSpec {
+        match job.kit {
+            Some(kit) => KitSpec {
+                source: job.source.to_owned(),
+                path: kit.dir.clone(),
+                namespace: kit.namespace.clone(),
+                suspend: kit.suspend,
+                service_account: kit.service_account.clone(),
+            },
+            None => KitSpec {
+                source: job.source.to_owned(),
+                namespace: job.rendered.namespace.clone(),
+                ..KitSpec::default()
+            },
+        }
+    }
+
+    /// Starts a status for `kit` at `generation` from the last one.
+    async fn base_status(&self, kit: &str, generation: i64) -> KitStatus {
+        let mut status = self.status.status(kit).await.unwrap_or_default();
+        status.observed_generation = generation;
+        status
+    }
+
+    /// Applies one rendered kit and records the outcome (logs carry source, kit and revision).
+    pub async fn reconcile(&self, job: Job<'_>) -> Outcome {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "reconcile",
+            source = job.source,
+            kit = %job.rendered.kit,
+            revision = %short(&job.commit.commit)
+        );
+        self.reconcile_in_span(job).instrument(span).await
+    }
+
+    async fn reconcile_in_span(&self, job: Job<'_>) -> Outcome {
+        let name = job.rendered.kit.clone();
+        let revision = job.commit.commit.clone();
+        let generation = match self.status.ensure(&name, &self.spec(&job)).await {
+            Ok(g) => g,
+            Err(message) => {
+                tracing::warn!(%message, "cannot record the kit's status; not applying");
+                return Outcome::Failed {
+                    retryable: true,
+                    message,
+                };
+            }
+        };
+        let mut status = self.base_status(&name, generation).await;
+        let was_failing = status.condition("Ready").is_some_and(|c| c.status == "False");
+        status.last_attempted_revision = revision.clone();
+        if let Some(at) = &job.reconcile_at {
+            status.last_handled_reconcile_at = at.clone();
+        }
+        status.findings = findings(job.rendered);
+
+        let (Some(kit), Some(platform), None) = (job.kit, job.platform, &job.rendered.failed) else {
+            let message = failure_message(job.rendered);
+            tracing::warn!(%message, "kit blocked before apply; it stays at its last applied revision");
+            status.set_condition("Ready", false, "RenderFailed", &message);
+            status.set_condition("Stalled", true, "RenderFailed", &message);
+            status.clear_condition("Reconciling");
+            self.record(&name, &status).await;
+            self.status
+                .event(
+                    &name,
+                    status::Severity::Warning,
+                    "RenderFailed",
+                    &format!("revision {}: {message}", short(&revision)),
+                )
+                .await;
+            return Outcome::Failed {
+                retryable: false,
+                message,
+            };
+        };
+
+        let mut reconciling = status.clone();
+        reconciling.set_condition(
+            "Reconciling",
+            true,
+            "Progressing",
+            &format!("applying revision {}", short(&revision)),
+        );
+        self.record(&name, &reconciling).await;
+
+        let target = Target {
+            kit: name.clone(),
+            namespace: kit.namespace.clone(),
+            host_namespace: self.host_namespace.clone(),
+            service_account: kit.service_account.clone(),
+            cluster_scoped_allowed: platform.cluster_scoped.contains(&kit.name),
+            revision: revision.clone(),
+            prune: kit.prune,
+            force: kit.force,
+            recreate: kit.recreate,
+            removed: false,
+        };
+        let started = std::time::Instant::now();
+        let result = self.applier.apply(&target, job.rendered.objects.clone()).await;
+        status.clear_condition("Reconciling");
+        match result {
+            Ok(report) => {
+                let count = |want: fn(&apply::Outcome) -> bool| {
+                    report.objects.iter().filter(|(_, o)| want(o)).count()
+                };
+                let applied = count(|o| matches!(o, apply::Outcome::Applied));
+                let unchanged = count(|o| matches!(o, apply::Outcome::Unchanged));
+                let pruned = count(|o| matches!(o, apply::Outcome::Pruned));
+                let mut message = format!(
+                    "Applied revision {}: {} objects ({applied} written, {unchanged} unchanged, {pruned} pruned)",
+                    short(&revision),
+                    report.inventory.entries.len()
+                );
+                if let Some(why) = &report.prune_refused {
+                    message.push_str(&format!("; prune refused: {why}"));
+                }
+                tracing::info!(
+                    applied,
+                    unchanged,
+                    pruned,
+                    ms = started.elapsed().as_millis(),
+                    "kit applied"
+                );
+                status.set_condition("Ready", true, "ReconciliationSucceeded", &message);
+                status.clear_condition("Stalled");
+                status.last_applied_revision = revision.clone();
+                status.last_applied_commit = Some(CommitRecord {
+                    author: job.commit.author.clone(),
+                    time: job.commit.time.clone(),
+                    subject: job.commit.subject.clone(),
+                });
+                status.last_applied_input_hash = job.rendered.input_hash.clone();
+                status.objects = report.inventory.entries.len();
+                status.inventory = Some(InventoryRef {
+                    namespace: self.host_namespace.clone(),
+                    name: apply::inventory::configmap_name(&name),
+                });
+                self.record(&name, &status).await;
+                if was_failing {
+                    self.status
+                        .event(&name, status::Severity::Normal, "Recovered", &message)
+                        .await;
+                }
+                if applied + pruned > 0 {
+                    self.status
+                        .event(&name, status::Severity::Normal, "Applied", &message)
+                        .await;
+                }
+                if pruned > 0 {
+                    let names: Vec<String> = report
+                        .objects
+                        .iter()
+                        .filter(|(_, o)| matches!(o, apply::Outcome::Pruned))
+                        .map(|(id, _)| id.to_string())
+                        .collect();
+                    self.status
+                        .event(
+                            &name,
+                            status::Severity::Normal,
+                            "Pruned",
+                            &format!("pruned {}", names.join(", ")),
+                        )
+                        .await;
+                }
+                Outcome::Applied {
+                    changed: applied + pruned,
+                }
+            }
+            Err(error) => {
+                let retryable = error.is_retryable();
+                let message = apply_failure(&error);
+                tracing::warn!(%message, retryable, "apply failed; the kit stays at its last applied revision");
+                status.set_condition("Ready", false, "ApplyFailed", &message);
+                if retryable {
+                    status.clear_condition("Stalled");
+                } else {
+                    status.set_condition("Stalled", true, "ApplyFailed", &message);
+                }
+                self.record(&name, &status).await;
+                self.status
+                    .event(
+                        &name,
+                        status::Severity::Warning,
+                        "ApplyFailed",
+                        &format!("revision {}: {message}", short(&revision)),
+                    )
+                    .await;
+                Outcome::Failed { retryable, message }
+            }
+        }
+    }
+
+    /// Records that a kit waits for a kit it depends on.
+    pub async fn waiting(&self, job: Job<'_>, dependency: &str) -> Outcome {
+        let name = job.rendered.kit.clone();
+        let message = format!("waiting for kit {dependency}, which it depends on, to be Ready");
+        let generation = match self.status.ensure(&name, &self.spec(&job)).await {
+            Ok(g) => g,
+            Err(message) => {
+                return Outcome::Failed {
+                    retryable: true,
+                    message,
+                };
+            }
+        };
+        let mut status = self.base_status(&name, generation).await;
+        status.last_attempted_revision = job.commit.commit.clone();
+        status.set_condition("Ready", false, "DependencyNotReady", &message);
+        status.clear_condition("Stalled");
+        self.record(&name, &status).await;
+        tracing::info!(kit = %name, dependency, "dependency not ready; will retry");
+        Outcome::Failed {
+            retryable: true,
+            message,
+        }
+    }
+
+    /// Records `suspend: true`: the Kit's spec says so and nothing is applied.
+    pub async fn suspended(&self, job: Job<'_>) {
+        let name = job.rendered.kit.clone();
+        if let Err(message) = self.status.ensure(&name, &self.spec(&job)).await {
+            tracing::warn!(kit = %name, %message, "cannot record suspension");
+        }
+    }
+
+    /// Marks a kit Stalled for a reason outside the kit (the revision has no kits at all).
+    pub async fn stall(&self, kit: &str, revision: &str, message: &str) {
+        let mut status = self.status.status(kit).await.unwrap_or_default();
+        status.last_attempted_revision = revision.to_owned();
+        status.set_condition("Ready", false, "SourceStalled", message);
+        status.set_condition("Stalled", true, "SourceStalled", message);
+        self.record(kit, &status).await;
+    }
+
+    /// Prunes every object of a kit removed from Git on purpose, then deletes its Kit.
+    ///
+    /// # Errors
+    /// The apply engine's error; the Kit stays so that the next round tries again.
+    pub async fn remove(&self, kit: &str, revision: &str) -> Result<usize, apply::Error> {
+        let spec = self.status.spec(kit).await.unwrap_or_default();
+        let target = Target {
+            kit: kit.to_owned(),
+            namespace: spec.namespace.clone(),
+            host_namespace: self.host_namespace.clone(),
+            service_account: spec.service_account.clone(),
+            cluster_scoped_allowed: false,
+            revision: revision.to_owned(),
+            prune: true,
+            force: false,
+            recreate: false,
+            removed: true,
+        };
+        let report = self.applier.apply(&target, Vec::new()).await?;
+        let pruned = report
+            .objects
+            .iter()
+            .filter(|(_, o)| matches!(o, apply::Outcome::Pruned))
+            .count();
+        tracing::info!(kit, pruned, revision = %short(revision), "kit removed from Git; its objects were pruned");
+        self.status
+            .event(
+                kit,
+                status::Severity::Normal,
+                "Removed",
+                &format!(
+                    "kit removed at revision {}; {pruned} object(s) pruned",
+                    short(revision)
+                ),
+            )
+            .await;
+        if let Err(message) = self.status.delete(kit).await {
+            tracing::warn!(kit, %message, "could not delete the Kit");
+        }
+        Ok(pruned)
+    }
+
+    async fn record(&self, kit: &str, status: &KitStatus) {
+        if let Err(message) = self.status.write(kit, status).await {
+            tracing::warn!(kit, %message, "could not write the Kit's status");
+        }
+    }
+}
+
+/// The first 12 hex digits of a commit.
+pub fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}
+
+/// The blocking findings of a failed render, in one line, located where possible.
+fn failure_message(rendered: &Rendered) -> String {
+    let first = rendered
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.severity == Severity::Error)
+        .map(|f| match &f.location {
+            Some(l) => format!("{}:{}: {}", l.file, l.line, f.diagnostic.message),
+            None => f.diagnostic.message.clone(),
+        });
+    let errors = rendered
+        .findings
+        .iter()
+        .filter(|f| f.diagnostic.severity == Severity::Error)
+        .count();
+    match (first, errors) {
+        (Some(first), 0 | 1) => first,
+        (Some(first), n) => format!("{first} (and {} more error(s))", n - 1),
+        (None, _) => rendered
+            .failed
+            .clone()
+            .unwrap_or_else(|| "the kit could not be rendered".into()),
+    }
+}
+
+/// The first few failures of an apply error, in one line.
+fn apply_failure(error: &apply::Error) -> String {
+    match error {
+        apply::Error::Stage { stage, failed, .. } => {
+            let first: Vec<String> = failed
+                .iter()
+                .take(3)
+                .map(|(id, why)| format!("{id}: {why}"))
+                .collect();
+            format!(
+                "stage {stage}: {} object(s) refused: {}{}",
+                failed.len(),
+                first.join("; "),
+                if failed.len() > 3 { "; ..." } else { "" }
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn findings(rendered: &Rendered) -> Vec<FindingRecord> {
+    rendered
+        .findings
+        .iter()
+        .take(MAX_FINDINGS)
+        .map(|f| FindingRecord {
+            severity: f.diagnostic.severity.to_string(),
+            rule: f.diagnostic.rule.clone(),
+            message: f.diagnostic.message.chars().take(500).collect(),
+            location: f
+                .location
+                .as_ref()
+                .map(|l| format!("{}:{}", l.file, l.line))
+                .unwrap_or_default(),
+            object: f
+                .diagnostic
+                .object
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_default(),
+        })
+        .collect()
+}

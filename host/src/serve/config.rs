@@ -1,0 +1,479 @@
+//! The host configuration: the operator's file (outside the repository) that says which
+//! sources to follow, with which credentials, under which limits and trusted policies.
+//!
+//! Parsed as strictly as `kit.yaml`: unknown fields and wrong types are errors located by
+//! file and line. Every value has a default; `kitsync serve --source URL` builds the same
+//! structure without a file.
+//!
+//! ```yaml
+//! hostNamespace: kitsync-system        # default
+//! concurrency: 4                       # kits reconciled at once (default 4)
+//! applyConcurrency: 8                  # objects applied at once within a stage (default 8)
+//! retry: {initial: 5s, max: 5m}        # backoff of a failing kit (defaults)
+//! shutdownGracePeriod: 30s             # default
+//! cacheDir: /var/cache/kitsync         # default $XDG_CACHE_HOME/kitsync
+//! pluginLimits: {memoryMiB: 64, deadlineMs: 2000}   # ceilings: kitsync.yaml may only lower them
+//! trustedPolicies:                     # run on every kit; no commit can remove them
+//!   - name: no-privileged
+//!     path: /etc/kitsync/no-privileged.wasm
+//!     sha256: 0123...                  # 64 hex digits
+//!     config: {}
+//! sources:
+//!   - name: gitops                     # DNS-1123 label, unique
+//!     url: https://git.example.com/platform/gitops.git
+//!     ref: main                        # branch, tag:T, semver:RANGE or commit:SHA
+//!     interval: 1m                     # poll interval (default 1m), jittered by up to 10%
+//!     path: clusters/prod              # directory holding kitsync.yaml (default: the root)
+//!     timeout: 60s                     # one ref listing plus fetch (default 60s)
+//!     credentials:                     # at most one of:
+//!       tokenFile: /etc/kitsync/token  #   tokenFile | tokenEnv | username + passwordFile
+//!                                      #   | sshKey + knownHosts
+//! ```
+
+use crate::kit::{self, Error, normalize, parse_duration};
+use crate::render::TrustedPolicy;
+use crate::source::{Auth, RefSpec, Secret};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The host configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostFile {
+    /// kitsync's own namespace: Kit objects and inventories; no kit may write there.
+    pub host_namespace: Option<String>,
+    /// Kits reconciled at once.
+    pub concurrency: Option<usize>,
+    /// Objects applied at once within a stage of one kit.
+    pub apply_concurrency: Option<usize>,
+    /// Backoff of a failing kit.
+    #[serde(default)]
+    pub retry: RetryFile,
+    /// How long SIGTERM waits for reconciles in flight, e.g. `30s`.
+    pub shutdown_grace_period: Option<String>,
+    /// Cache directory for Git mirrors and compiled plugins.
+    pub cache_dir: Option<PathBuf>,
+    /// Plugin sandbox ceilings.
+    #[serde(default)]
+    pub plugin_limits: kit::PluginLimits,
+    /// Policies that run on every kit.
+    #[serde(default)]
+    pub trusted_policies: Vec<TrustedFile>,
+    /// The repositories to follow.
+    #[serde(default)]
+    pub sources: Vec<SourceFile>,
+}
+
+/// `retry:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryFile {
+    /// First delay after a failure, e.g. `5s`.
+    pub initial: Option<String>,
+    /// Longest delay, e.g. `5m`.
+    pub max: Option<String>,
+}
+
+/// One entry of `trustedPolicies:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedFile {
+    /// Name for messages.
+    pub name: String,
+    /// The component on the host's disk.
+    pub path: PathBuf,
+    /// Its sha256 (64 hex digits, optional `sha256:` prefix).
+    pub sha256: String,
+    /// Its configuration.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// One entry of `sources:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourceFile {
+    /// Source name.
+    pub name: String,
+    /// Git URL.
+    pub url: String,
+    /// Reference to follow.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    /// Poll interval.
+    pub interval: Option<String>,
+    /// Repository sub-directory holding kitsync.yaml and the kits.
+    pub path: Option<String>,
+    /// Network timeout of one poll.
+    pub timeout: Option<String>,
+    /// Credentials.
+    #[serde(default)]
+    pub credentials: CredentialsFile,
+}
+
+/// `credentials:` of a source; secrets come from files or variables, never inline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredentialsFile {
+    /// https: a file holding an access token.
+    pub token_file: Option<PathBuf>,
+    /// https: an environment variable holding an access token.
+    pub token_env: Option<String>,
+    /// https: basic-auth user name (with `passwordFile`).
+    pub username: Option<String>,
+    /// https: a file holding the basic-auth password.
+    pub password_file: Option<PathBuf>,
+    /// ssh: the private key file (with `knownHosts`).
+    pub ssh_key: Option<PathBuf>,
+    /// ssh: the known_hosts file.
+    pub known_hosts: Option<PathBuf>,
+}
+
+/// A source, resolved.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Name (DNS-1123 label), unique among sources.
+    pub name: String,
+    /// Git URL (may hold credentials: never print it unredacted).
+    pub url: String,
+    /// Reference to follow.
+    pub reference: RefSpec,
+    /// Poll interval.
+    pub interval: Duration,
+    /// Repository sub-directory holding kitsync.yaml (`""` for the root).
+    pub path: String,
+    /// Network timeout of one poll.
+    pub timeout: Duration,
+    /// Credentials.
+    pub auth: Auth,
+}
+
+/// The host configuration, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// kitsync's own namespace.
+    pub host_namespace: String,
+    /// Kits reconciled at once (default 4).
+    pub concurrency: usize,
+    /// Objects applied at once within a stage (default 8).
+    pub apply_concurrency: usize,
+    /// First retry delay of a failing kit (default 5 s).
+    pub retry_initial: Duration,
+    /// Longest retry delay (default 5 min).
+    pub retry_max: Duration,
+    /// How long SIGTERM waits for reconciles in flight (default 30 s).
+    pub shutdown_grace: Duration,
+    /// Git mirrors and compiled plugins (default `$XDG_CACHE_HOME/kitsync`).
+    pub cache_dir: PathBuf,
+    /// Plugin memory ceiling, MiB (default 64).
+    pub plugin_memory_mib: u64,
+    /// Plugin deadline ceiling (default 2 s).
+    pub plugin_deadline: Duration,
+    /// Trusted policies, read and verified.
+    pub trusted: Vec<TrustedPolicy>,
+    /// The sources.
+    pub sources: Vec<SourceSettings>,
+}
+
+fn invalid(file: &str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        file: file.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> Result<Duration, Error> {
+    match text {
+        None => Ok(default),
+        Some(t) => parse_duration(t).filter(|d| !d.is_zero()).ok_or_else(|| {
+            invalid(
+                file,
+                format!("{field}: {t:?} is not a duration like 30s, 5m or 1h"),
+            )
+        }),
+    }
+}
+
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// `$XDG_CACHE_HOME/kitsync` or `~/.cache/kitsync`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("kitsync"))
+}
+
+impl HostConfig {
+    /// Reads and checks the host configuration file at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, does not parse (located by line), or a value is wrong (an
+    /// unknown ref form, a bad duration, a trusted policy whose digest does not match).
+    pub fn load(path: &Path) -> Result<HostConfig, Error> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| invalid(&shown, format!("cannot read: {e}")))?;
+        let file: HostFile = kit::parse_yaml(&shown, &bytes)?;
+        Self::resolve(&shown, file)
+    }
+
+    /// Checks a parsed file; `name` is used in errors.
+    ///
+    /// # Errors
+    /// As [`HostConfig::load`].
+    pub fn resolve(name: &str, file: HostFile) -> Result<HostConfig, Error> {
+        let host_namespace = file.host_namespace.unwrap_or_else(|| "kitsync-system".into());
+        if !is_dns_label(&host_namespace) {
+            return Err(invalid(
+                name,
+                format!("hostNamespace {host_namespace:?} is not a valid namespace name"),
+            ));
+        }
+        let positive = |field: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(name, format!("{field} must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let concurrency = positive("concurrency", file.concurrency, 4)?;
+        let apply_concurrency = positive("applyConcurrency", file.apply_concurrency, 8)?;
+        let retry_initial = duration(
+            name,
+            "retry.initial",
+            file.retry.initial.as_deref(),
+            Duration::from_secs(5),
+        )?;
+        let retry_max = duration(
+            name,
+            "retry.max",
+            file.retry.max.as_deref(),
+            Duration::from_secs(300),
+        )?;
+        if retry_max < retry_initial {
+            return Err(invalid(name, "retry.max is shorter than retry.initial"));
+        }
+        let shutdown_grace = duration(
+            name,
+            "shutdownGracePeriod",
+            file.shutdown_grace_period.as_deref(),
+            Duration::from_secs(30),
+        )?;
+        let cache_dir = match file.cache_dir {
+            Some(dir) => dir,
+            None => default_cache_dir()
+                .ok_or_else(|| invalid(name, "cacheDir is not set and neither XDG_CACHE_HOME nor HOME is"))?,
+        };
+        let plugin_memory_mib = file.plugin_limits.memory_mib.unwrap_or(64);
+        let plugin_deadline = Duration::from_millis(file.plugin_limits.deadline_ms.unwrap_or(2000));
+        if plugin_memory_mib == 0 || plugin_deadline.is_zero() {
+            return Err(invalid(
+                name,
+                "pluginLimits: memoryMiB and deadlineMs must be positive",
+            ));
+        }
+
+        let mut trusted = Vec::new();
+        for policy in file.trusted_policies {
+            let bytes = std::fs::read(&policy.path).map_err(|e| {
+                invalid(
+                    name,
+                    format!(
+                        "trusted policy {}: cannot read {}: {e}",
+                        policy.name,
+                        policy.path.display()
+                    ),
+                )
+            })?;
+            let want = policy
+                .sha256
+                .strip_prefix("sha256:")
+                .unwrap_or(&policy.sha256)
+                .to_ascii_lowercase();
+            let got = crate::plugin::sha256_hex(&bytes);
+            if want != got {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "trusted policy {}: {} has sha256 {got}, the config pins {want}",
+                        policy.name,
+                        policy.path.display()
+                    ),
+                ));
+            }
+            trusted.push(TrustedPolicy {
+                name: policy.name,
+                bytes: Arc::from(bytes),
+                sha256: got,
+                config: policy.config,
+            });
+        }
+
+        let mut sources: Vec<SourceSettings> = Vec::new();
+        for source in file.sources {
+            let resolved = resolve_source(name, source)?;
+            if sources.iter().any(|s| s.name == resolved.name) {
+                return Err(invalid(name, format!("two sources are named {}", resolved.name)));
+            }
+            sources.push(resolved);
+        }
+        if sources.is_empty() {
+            return Err(invalid(
+                name,
+                "no sources: list at least one under `sources:` (or run `kitsync serve --source URL`)",
+            ));
+        }
+        Ok(HostConfig {
+            host_namespace,
+            concurrency,
+            apply_concurrency,
+            retry_initial,
+            retry_max,
+            shutdown_grace,
+            cache_dir,
+            plugin_memory_mib,
+            plugin_deadline,
+            trusted,
+            sources,
+        })
+    }
+}
+
+fn resolve_source(file: &str, source: SourceFile) -> Result<SourceSettings, Error> {
+    let name = source.name;
+    if !is_dns_label(&name) {
+        return Err(invalid(
+            file,
+            format!("source name {name:?} must be a DNS-1123 label (lowercase letters, digits, '-')"),
+        ));
+    }
+    let reference_text = source.reference.unwrap_or_else(|| "main".into());
+    let reference = RefSpec::parse(&reference_text)
+        .map_err(|e| invalid(file, format!("source {name}: ref {reference_text:?}: {e}")))?;
+    let interval = duration(
+        file,
+        &format!("source {name}: interval"),
+        source.interval.as_deref(),
+        Duration::from_secs(60),
+    )?;
+    let timeout = duration(
+        file,
+        &format!("source {name}: timeout"),
+        source.timeout.as_deref(),
+        Duration::from_secs(60),
+    )?;
+    let path = match source.path.as_deref().map(|p| p.trim_matches('/')) {
+        None | Some("") | Some(".") => String::new(),
+        Some(p) => normalize("", p).map_err(|e| invalid(file, format!("source {name}: path: {e}")))?,
+    };
+    let c = source.credentials;
+    let auth = match (
+        c.token_file,
+        c.token_env,
+        c.username,
+        c.password_file,
+        c.ssh_key,
+        c.known_hosts,
+    ) {
+        (None, None, None, None, None, None) => Auth::None,
+        (Some(f), None, None, None, None, None) => Auth::Token {
+            token: Secret::File(f),
+        },
+        (None, Some(v), None, None, None, None) => Auth::Token {
+            token: Secret::Env(v),
+        },
+        (None, None, Some(username), Some(f), None, None) => Auth::Basic {
+            username,
+            password: Secret::File(f),
+        },
+        (None, None, None, None, Some(key_file), Some(known_hosts_file)) => Auth::SshKey {
+            key_file,
+            known_hosts_file,
+        },
+        _ => {
+            return Err(invalid(
+                file,
+                format!(
+                    "source {name}: credentials: give exactly one of tokenFile, tokenEnv, username with passwordFile, or sshKey with knownHosts"
+                ),
+            ));
+        }
+    };
+    Ok(SourceSettings {
+        name,
+        url: source.url,
+        reference,
+        interval,
+        path,
+        timeout,
+        auth,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HostConfig, Error> {
+        let file: HostFile = kit::parse_yaml("host.yaml", text.as_bytes())?;
+        HostConfig::resolve("host.yaml", file)
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_file() {
+        let config = parse("sources:\n  - name: gitops\n    url: file:///repo\n").expect("valid");
+        assert_eq!(config.host_namespace, "kitsync-system");
+        assert_eq!(config.concurrency, 4);
+        assert_eq!(config.sources[0].interval, Duration::from_secs(60));
+        assert_eq!(config.sources[0].reference, RefSpec::parse("main").expect("ref"));
+        assert_eq!(config.plugin_memory_mib, 64);
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_located() {
+        let err = parse("sources:\n  - name: gitops\n    url: file:///repo\n    intervall: 1m\n")
+            .expect_err("unknown field");
+        assert!(err.to_string().starts_with("host.yaml:4:"), "{err}");
+        assert!(err.to_string().contains("intervall"), "{err}");
+        let err = parse("concurrency: many\nsources: []\n").expect_err("wrong type");
+        assert!(err.to_string().starts_with("host.yaml:1:"), "{err}");
+    }
+
+    #[test]
+    fn wrong_values_say_what_is_wrong() {
+        let cases = [
+            ("sources: []\n", "no sources"),
+            ("sources:\n  - {name: Git_Ops, url: x}\n", "DNS-1123"),
+            ("sources:\n  - {name: a, url: x, interval: soon}\n", "interval"),
+            (
+                "sources:\n  - {name: a, url: x, path: ../up}\n",
+                "leaves the repository",
+            ),
+            (
+                "sources:\n  - {name: a, url: x}\n  - {name: a, url: y}\n",
+                "two sources",
+            ),
+            (
+                "sources:\n  - {name: a, url: x, credentials: {tokenFile: /t, tokenEnv: T}}\n",
+                "exactly one",
+            ),
+            ("concurrency: 0\nsources:\n  - {name: a, url: x}\n", "at least 1"),
+            (
+                "trustedPolicies:\n  - {name: p, path: /nonexistent.wasm, sha256: abc}\nsources:\n  - {name: a, url: x}\n",
+                "cannot read",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! `kitsync serve` end to end: real Git repositories (file transport), the real control plane,
+//! the bundled example's real plugins. Each test has its own host namespace and kit
+//! namespaces, so tests share one control plane without seeing each other.
+
+use kitsync::serve::{self, HostConfig};
+use kitsync::status::{self, KitObject};
+use kitsync_harness::ControlPlane;
+use kube::Api;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::sync::watch;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    git_as(dir, "Kit Tester", "kit@example.com", args)
+}
+
+fn git_as(dir: &Path, name: &str, email: &str, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            &format!("user.name={name}"),
+            "-c",
+            &format!("user.email={email}"),
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A Git repository holding the bundled example with per-test namespaces.
+struct Repo {
+    dir: TempDir,
+}
+
+impl Repo {
+    /// The example, each kit's namespace suffixed with `suffix`.
+    fn example(suffix: &str) -> Repo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&examples(), dir.path());
+        let _ = std::fs::remove_file(dir.path().join("update-plugins"));
+        for kit in ["manufracture", "smithereens"] {
+            let file = dir.path().join(format!("kits/{kit}/kit.yaml"));
+            let text = std::fs::read_to_string(&file).expect("kit.yaml");
+            let text = text.replace(
+                &format!("namespace: {kit}"),
+                &format!("namespace: {kit}-{suffix}"),
+            );
+            std::fs::write(&file, text).expect("write kit.yaml");
+        }
+        git(dir.path(), &["init", "-q"]);
+        Repo { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        let path = self.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.path().join(file)).expect("read");
+        assert!(text.contains(from), "{file} has no {from:?}");
+        self.write(file, &text.replacen(from, to, 1));
+    }
+
+    /// Commits everything with `subject`; returns the commit.
+    fn commit(&self, subject: &str) -> String {
+        self.commit_as("Kit Tester", "kit@example.com", subject)
+    }
+
+    fn commit_as(&self, name: &str, email: &str, subject: &str) -> String {
+        git(self.path(), &["add", "-A"]);
+        git_as(
+            self.path(),
+            name,
+            email,
+            &["commit", "-q", "--allow-empty", "-m", subject],
+        );
+        git(self.path(), &["rev-parse", "HEAD"])
+    }
+}
+
+/// A running `serve` on the shared control plane; dropped or stopped, it shuts down.
+struct Service {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    host_namespace: String,
+}
+
+fn host_config(url: &str, host_namespace: &str, cache: &Path) -> HostConfig {
+    let text = format!(
+        "hostNamespace: {host_namespace}\ncacheDir: {}\nretry: {{initial: 1s, max: 4s}}\nshutdownGracePeriod: 20s\nsources:\n  - name: gitops\n    url: {url}\n    ref: main\n    interval: 1s\n",
+        cache.display()
+    );
+    let file = cache.join("host.yaml");
+    std::fs::write(&file, text).expect("host config");
+    HostConfig::load(&file).expect("host config parses")
+}
+
+impl Service {
+    async fn start(config: HostConfig) -> Service {
+        let plane = ControlPlane::shared();
+        let host_namespace = config.host_namespace.clone();
+        let (stop, stopped) = watch::channel(false);
+        let kube_config = plane.config().await.expect("config");
+        let task = tokio::spawn(async move {
+            let result = serve::run(config, kube_config, stopped).await;
+            if let Err(e) = &result {
+                eprintln!("serve failed: {e:#}");
+            }
+            result
+        });
+        Service {
+            stop,
+            task,
+            host_namespace,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("serve stops within its grace period")
+            .expect("serve task");
+        result.expect("serve exits cleanly");
+    }
+
+    async fn kits(&self) -> Vec<KitObject> {
+        let client = ControlPlane::shared().client().await.expect("client");
+        status::list(&client, &self.host_namespace)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn kit(&self, name: &str) -> Option<KitObject> {
+        self.kits().await.into_iter().find(|k| k.name == name)
+    }
+
+    /// Waits until `check` holds for the Kit `name` (60 s at most), returning it.
+    async fn wait_kit(&self, name: &str, what: &str, check: impl Fn(&KitObject) -> bool) -> KitObject {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.task.is_finished() {
+                panic!("serve stopped while waiting for kit {name}: {what}");
+            }
+            let kit = self.kit(name).await;
+            if let Some(kit) = &kit
+                && check(kit)
+            {
+                return kit.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kit {name}: {what} did not happen within 60 s; last seen: {:?}",
+                kit.map(|k| k.status)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn wait_applied(&self, name: &str, commit: &str) -> KitObject {
+        self.wait_kit(name, &format!("Ready at {commit}"), |k| {
+            k.status.is_ready() && k.status.last_applied_revision == commit
+        })
+        .await
+    }
+}
+
+async fn service_port(ns: &str) -> Option<i64> {
+    let client = ControlPlane::shared().client().await.expect("client");
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, ns);
+    let service = api.get_opt("vision").await.expect("get service")?;
+    Some(i64::from(service.spec?.ports?.first()?.port))
+}
+
+async fn resource_versions(ns: &str) -> Vec<(String, String)> {
+    let client = ControlPlane::shared().client().await.expect("client");
+    let mut out = Vec::new();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), ns);
+    for d in deployments.list(&Default::default()).await.expect("list").items {
+        out.push((
+            format!("Deployment/{}", d.metadata.name.unwrap_or_default()),
+            d.metadata.resource_version.unwrap_or_default(),
+        ));
+    }
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, ns);
+    for s in services.list(&Default::default()).await.expect("list").items {
+        out.push((
+            format!("Service/{}", s.metadata.name.unwrap_or_default()),
+            s.metadata.resource_version.unwrap_or_default(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
+    let client = ControlPlane::shared().client().await.expect("client");
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, host_namespace);
+    api.list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(kit))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+fn suffix(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}{:05}", nanos % 100_000)
+}
+
+/// The seed scenario: v5 applied, v6 changes the vision Service's port, smithereens is
+/// untouched, a revert converges back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_scenario_commit_update_and_revert() {
+    let id = suffix("s");
+    let repo = Repo::example(&id);
+    let v5 = repo.commit("v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let service = Service::start(host_config(&repo.url(), &format!("kitsync-{id}"), cache.path())).await;
+    let manufracture = format!("manufracture-{id}");
+    let smithereens = format!("smithereens-{id}");
+
+    let kit = service.wait_applied("manufracture", &v5).await;
+    service.wait_applied("smithereens", &v5).await;
+    assert_eq!(service_port(&manufracture).await, Some(6776));
+    assert_eq!(kit.spec.namespace, manufracture);
+    assert_eq!(kit.status.objects, 2);
+    assert_eq!(
+        kit.status
+            .last_applied_commit
+            .as_ref()
+            .map(|c| c.subject.as_str()),
+        Some("v5")
+    );
+    let smithereens_before = resource_versions(&smithereens).await;
+    let manufracture_before = resource_versions(&manufracture).await;
+
+    repo.edit("kits/manufracture/vision.yaml", "port: 6776", "port: 5445");
+    let v6 = repo.commit_as("Ada Operator", "ada@example.com", "v6: vision listens on 5445");
+    let started = Instant::now();
+    let kit = service.wait_applied("manufracture", &v6).await;
+    eprintln!(
+        "v6 applied {:?} after the commit (poll interval 1 s)",
+        started.elapsed()
+    );
+    assert_eq!(service_port(&manufracture).await, Some(5445));
+    let commit = kit.status.last_applied_commit.clone().expect("commit recorded");
+    assert_eq!(commit.author, "Ada Operator <ada@example.com>");
+    assert_eq!(commit.subject, "v6: vision listens on 5445");
+    assert!(kit.status.is_ready());
+    // Writes proportional to change: only the Service was rewritten; smithereens untouched.
+    let manufracture_after = resource_versions(&manufracture).await;
+    let deployment = |v: &[(String, String)]| v.iter().find(|(k, _)| k == "Deployment/vision").cloned();
+    assert_eq!(deployment(&manufracture_before), deployment(&manufracture_after));
+    assert_ne!(manufracture_before, manufracture_after, "the Service changed");
+    // smithereens' Kit may have been re-read but not re-applied: its objects are untouched.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(resource_versions(&smithereens).await, smithereens_before);
+    let reasons = events(&service.host_namespace, "manufracture").await;
+    assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
+
+    git(repo.path(), &["revert", "--no-edit", "HEAD"]);
+    let reverted = git(repo.path(), &["rev-parse", "HEAD"]);
+    service.wait_applied("manufracture", &reverted).await;
+    assert_eq!(service_port(&manufracture).await, Some(6776));
+    service.stop().await;
+}
+
+/// A bad commit blocks only its kit, with the located reason; a fix recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commits_block_their_kit_and_a_fix_recovers() {
+    let id = suffix("b");
+    let repo = Repo::example(&id);
+    let v5 = repo.commit("v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let service = Service::start(host_config(&repo.url(), &format!("kitsync-{id}"), cache.path())).await;
+    service.wait_applied("manufracture", &v5).await;
+    service.wait_applied("smithereens", &v5).await;
+
+    // Malformed YAML in manufracture; a good change in smithereens.
+    repo.edit("kits/manufracture/vision.yaml", "  replicas: 2", "  replicas: [2");
+    repo.edit("kits/smithereens/vision.yaml", "replicas: ", "replicas: 3 #");
+    let broken = repo.commit("break manufracture");
+    let kit = service
+        .wait_kit("manufracture", "blocked", |k| {
+            k.status.last_attempted_revision == broken && !k.status.is_ready()
+        })
+        .await;
+    let ready = kit.status.condition("Ready").expect("Ready condition");
+    assert!(
+        ready.message.contains("kits/manufracture/vision.yaml:"),
+        "located: {}",
+        ready.message
+    );
+    assert_eq!(
+        kit.status.last_applied_revision, v5,
+        "stays at its last applied revision"
+    );
+    assert!(
+        kit.status
+            .condition("Stalled")
+            .is_some_and(|c| c.status == "True")
+    );
+    service.wait_applied("smithereens", &broken).await;
+    assert_eq!(service_port(&format!("manufracture-{id}")).await, Some(6776));
+
+    // A policy violation in smithereens (port 80 is outside 1024-32767).
+    repo.edit("kits/smithereens/vision.yaml", "port: 8443", "port: 80");
+    let violation = repo.commit("smithereens on port 80");
+    let kit = service
+        .wait_kit("smithereens", "blocked by policy", |k| {
+            k.status.last_attempted_revision == violation && !k.status.is_ready()
+        })
+        .await;
+    let message = &kit.status.condition("Ready").expect("Ready").message;
+    assert!(
+        message.contains("port-range") || message.contains("outside the allowed port range"),
+        "{message}"
+    );
+    assert!(message.contains("kits/smithereens/vision.yaml:"), "{message}");
+    assert!(
+        kit.status
+            .findings
+            .iter()
+            .any(|f| f.rule.starts_with("port-range/"))
+    );
+    assert_eq!(kit.status.last_applied_revision, broken);
+
+    // Fix both.
+    repo.edit("kits/manufracture/vision.yaml", "  replicas: [2", "  replicas: 2");
+    repo.edit("kits/smithereens/vision.yaml", "port: 80", "port: 8443");
+    let fixed = repo.commit("fix both");
+    service.wait_applied("manufracture", &fixed).await;
+    service.wait_applied("smithereens", &fixed).await;
+    for kit in ["manufracture", "smithereens"] {
+        let reasons = events(&service.host_namespace, kit).await;
+        assert!(reasons.iter().any(|r| r == "RenderFailed"), "{kit}: {reasons:?}");
+        assert!(reasons.iter().any(|r| r == "Recovered"), "{kit}: {reasons:?}");
+    }
+    service.stop().await;
+}
+
+fn config_map_kit(name: &str, ns: &str, depends_on: &[&str], value: &str) -> Vec<(String, String)> {
+    let deps = if depends_on.is_empty() {
+        String::new()
+    } else {
+        format!("dependsOn: [{}]\n", depends_on.join(", "))
+    };
+    vec![
+        (
+            format!("kits/{name}/kit.yaml"),
+            format!("namespace: {ns}\n{deps}"),
+        ),
+        (
+            format!("kits/{name}/config.yaml"),
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value:?}\n"
+            ),
+        ),
+    ]
+}
+
+async fn config_map(ns: &str, name: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+    let client = ControlPlane::shared().client().await.expect("client");
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, ns);
+    api.get_opt(name).await.expect("get configmap")
+}
+
+fn writes_by_admin(log: &Path, namespaces: &[&str]) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["user"]["username"] == kitsync_harness::ADMIN)
+        .filter(|e| {
+            let ns = e["objectRef"]["namespace"].as_str().unwrap_or("");
+            namespaces.contains(&ns)
+        })
+        .count()
+}
+
+/// dependsOn order, a blocked dependency, restart without writes, suspend, removal, and a
+/// tree with every kit gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_restart_suspend_removal_and_an_emptied_tree() {
+    let id = suffix("o");
+    let repo = tempfile::tempdir().expect("repo");
+    let repo = Repo { dir: repo };
+    git(repo.path(), &["init", "-q"]);
+    let (ns_a, ns_b, ns_c) = (format!("a-{id}"), format!("b-{id}"), format!("c-{id}"));
+    // app (b) depends on db (a); c is independent.
+    for (path, text) in config_map_kit("db", &ns_a, &[], "1")
+        .into_iter()
+        .chain(config_map_kit("app", &ns_b, &["db"], "1"))
+        .chain(config_map_kit("misc", &ns_c, &[], "1"))
+    {
+        repo.write(&path, &text);
+    }
+    let first = repo.commit("three kits");
+    let cache = tempfile::tempdir().expect("cache");
+    let host_namespace = format!("kitsync-{id}");
+    let config = host_config(&repo.url(), &host_namespace, cache.path());
+    let service = Service::start(config.clone()).await;
+    for kit in ["db", "app", "misc"] {
+        service.wait_applied(kit, &first).await;
+    }
+    let rv = |cm: Option<k8s_openapi::api::core::v1::ConfigMap>| -> u64 {
+        cm.and_then(|c| c.metadata.resource_version)
+            .and_then(|v| v.parse().ok())
+            .expect("resourceVersion")
+    };
+    assert!(
+        rv(config_map(&ns_a, "db").await) < rv(config_map(&ns_b, "app").await),
+        "db is applied before the app that depends on it"
+    );
+
+    // A broken dependency holds its dependent back; the independent kit goes on.
+    repo.write(
+        "kits/db/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n",
+    );
+    repo.write(
+        "kits/app/config.yaml",
+        &config_map_kit("app", &ns_b, &["db"], "2")[1].1,
+    );
+    repo.write(
+        "kits/misc/config.yaml",
+        &config_map_kit("misc", &ns_c, &[], "2")[1].1,
+    );
+    let second = repo.commit("db broken, app and misc changed");
+    service.wait_applied("misc", &second).await;
+    let app = service
+        .wait_kit("app", "waiting for db", |k| {
+            k.status
+                .condition("Ready")
+                .is_some_and(|c| c.reason == "DependencyNotReady")
+        })
+        .await;
+    assert!(
+        app.status
+            .condition("Ready")
+            .expect("Ready")
+            .message
+            .contains("db")
+    );
+    assert_eq!(
+        config_map(&ns_b, "app")
+            .await
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("value").cloned()),
+        Some("1".to_owned()),
+        "app not applied while db is broken"
+    );
+    repo.write("kits/db/config.yaml", &config_map_kit("db", &ns_a, &[], "2")[1].1);
+    let third = repo.commit("db fixed");
+    service.wait_applied("db", &third).await;
+    service.wait_applied("app", &third).await;
+
+    // A restart on the same revision writes nothing.
+    service.stop().await;
+    let log = ControlPlane::shared().audit_log_path().to_path_buf();
+    let watched = [
+        ns_a.as_str(),
+        ns_b.as_str(),
+        ns_c.as_str(),
+        host_namespace.as_str(),
+    ];
+    let before = writes_by_admin(&log, &watched);
+    let service = Service::start(config.clone()).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = writes_by_admin(&log, &watched);
+    assert_eq!(
+        after,
+        before,
+        "a restart on an unchanged revision wrote {} time(s)",
+        after - before
+    );
+
+    // suspend holds: a change to a suspended kit is not applied.
+    repo.write(
+        "kits/misc/kit.yaml",
+        &format!("namespace: {ns_c}\nsuspend: true\n"),
+    );
+    repo.write(
+        "kits/misc/config.yaml",
+        &config_map_kit("misc", &ns_c, &[], "3")[1].1,
+    );
+    repo.write("kits/db/config.yaml", &config_map_kit("db", &ns_a, &[], "3")[1].1);
+    let fourth = repo.commit("suspend misc");
+    service.wait_applied("db", &fourth).await;
+    service.wait_kit("misc", "suspended", |k| k.spec.suspend).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        config_map(&ns_c, "misc")
+            .await
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("value").cloned()),
+        Some("2".to_owned()),
+        "a suspended kit is not applied"
+    );
+
+    // A kit removed from Git is pruned and its Kit deleted.
+    std::fs::remove_dir_all(repo.path().join("kits/app")).expect("rm app");
+    let fifth = repo.commit("remove app");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while config_map(&ns_b, "app").await.is_some() || service.kit("app").await.is_some() {
+        assert!(Instant::now() < deadline, "kit app was not pruned after {fifth}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A tree with every kit gone prunes nothing and says so.
+    std::fs::remove_dir_all(repo.path().join("kits")).expect("rm kits");
+    repo.write("README.md", "emptied\n");
+    let sixth = repo.commit("empty the tree");
+    let db = service
+        .wait_kit("db", "stalled", |k| {
+            k.status.last_attempted_revision == sixth
+                && k.status.condition("Stalled").is_some_and(|c| c.status == "True")
+        })
+        .await;
+    assert!(
+        db.status
+            .condition("Ready")
+            .expect("Ready")
+            .message
+            .contains("no kits")
+    );
+    assert!(config_map(&ns_a, "db").await.is_some(), "nothing pruned");
+    service.stop().await;
+}
+
+/// serve renders a revision with exactly the pipeline `kitsync render` uses: same bytes.
+#[test]
+fn serve_and_check_render_the_same_bytes() {
+    let repo = Repo::example("r");
+    repo.commit("v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let config = host_config(&repo.url(), "kitsync-system", cache.path());
+    let snapshot = kitsync::source::Snapshot::from_git(repo.path(), "HEAD").expect("snapshot");
+    let discovery = kitsync::kit::discover(&snapshot);
+    let limits = serve::effective_limits(&config, &discovery).expect("limits");
+    let pipeline = serve::pipeline_with(&config, limits).expect("pipeline");
+    let served: Vec<String> = pipeline
+        .render_all(&snapshot, &discovery)
+        .into_iter()
+        .map(|r| {
+            assert!(r.failed.is_none(), "{:?}", r.findings);
+            kitsync::manifest::to_yaml(&r.objects).expect("yaml")
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["render", "--repo", &repo.url(), "--ref", "main"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("kitsync render");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8(out.stdout).expect("utf-8");
+    let printed: Vec<String> = rendered
+        .split("# kit: ")
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.split_once('\n')
+                .map(|(_, body)| body.to_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(served.len(), 2);
+    assert_eq!(printed, served, "serve and render disagree");
+}
