@@ -436,20 +436,50 @@ async fn writes_are_bounded_by_the_kits_service_account() {
     );
 }
 
-#[tokio::test]
-async fn sync_applies_a_directory_from_the_cli() {
-    let plane = ControlPlane::shared();
-    // A namespace that does not exist yet: the host creates it for the kit.
-    let ns = format!("apply-cli-{}", std::process::id());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kits/manufracture");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+async fn kitsync_sync(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
         .arg("sync")
-        .arg(&dir)
-        .args(["--namespace", &ns, "--revision", "v5"])
-        .env("KUBECONFIG", plane.kubeconfig_path())
+        .arg(dir)
+        .args(args)
+        .env("KUBECONFIG", ControlPlane::shared().kubeconfig_path())
+        .env("KITSYNC_PLUGIN_CACHE", super::cache_dir())
         .output()
         .await
-        .expect("kitsync runs");
+        .expect("kitsync runs")
+}
+
+/// `kitsync sync KIT_DIR` renders the kit as check and serve do (its transformer labels the
+/// objects; the platform's validators can refuse it) before applying; a plain directory is
+/// applied as it is into --namespace.
+#[tokio::test]
+async fn sync_applies_a_kit_directory_through_the_render() {
+    // A namespace that does not exist yet: the host creates it for the kit.
+    let ns = format!("apply-cli-{}", std::process::id());
+    let repo = tempfile::tempdir().expect("repo");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+        repo.path(),
+    );
+    let kit_dir = repo.path().join("kits/manufracture");
+    let kit_yaml = std::fs::read_to_string(kit_dir.join("kit.yaml")).expect("kit.yaml");
+    std::fs::write(
+        kit_dir.join("kit.yaml"),
+        kit_yaml.replace("namespace: manufracture", &format!("namespace: {ns}")),
+    )
+    .expect("write kit.yaml");
+    let out = kitsync_sync(&["--revision", "v5"], &kit_dir).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -462,6 +492,40 @@ async fn sync_applies_a_directory_from_the_cli() {
         "{stdout}"
     );
     let services: Api<Service> = Api::namespaced(admin().await, &ns);
+    let service = services.get("vision").await.expect("service");
+    assert_eq!(
+        service.spec.clone().and_then(|s| s.ports).unwrap_or_default()[0].port,
+        6776
+    );
+    let labels = service.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("team").map(String::as_str),
+        Some("vision-ops"),
+        "the kit's set-labels transformer ran"
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin().await);
+    let created = namespaces.get(&ns).await.expect("namespace created");
+    let labels = created.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("kitsync.dev/kit").map(String::as_str),
+        Some("manufracture"),
+        "the kit's namespace carries its label"
+    );
+
+    // A policy violation refuses the kit before any write, naming file and line.
+    let vision = std::fs::read_to_string(kit_dir.join("vision.yaml")).expect("vision");
+    std::fs::write(
+        kit_dir.join("vision.yaml"),
+        vision.replace("port: 6776", "port: 80"),
+    )
+    .expect("write");
+    let out = kitsync_sync(&[], &kit_dir).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("kits/manufracture/vision.yaml:") && stderr.contains("port-range"),
+        "{stderr}"
+    );
     let port = services
         .get("vision")
         .await
@@ -470,15 +534,30 @@ async fn sync_applies_a_directory_from_the_cli() {
         .and_then(|s| s.ports)
         .unwrap_or_default()[0]
         .port;
-    assert_eq!(port, 6776);
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin().await);
-    let created = namespaces.get(&ns).await.expect("namespace created");
-    let labels = created.metadata.labels.unwrap_or_default();
+    assert_eq!(port, 6776, "nothing written");
+    let out = kitsync_sync(&["--namespace", "elsewhere"], &kit_dir).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("disagrees"));
+
+    // A plain directory of YAML needs --namespace, and is applied as it is.
+    let plain = tempfile::tempdir().expect("plain");
+    std::fs::write(
+        plain.path().join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  a: b\n",
+    )
+    .expect("write");
+    let out = kitsync_sync(&[], plain.path()).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--namespace"));
+    let plain_ns = format!("{ns}-plain");
+    let out = kitsync_sync(&["--namespace", &plain_ns], plain.path()).await;
     assert_eq!(
-        labels.get("kitsync.dev/kit"),
-        Some(&ns),
-        "the kit's namespace carries its label"
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &plain_ns);
+    assert!(cms.get_opt("plain").await.expect("get").is_some());
 }
 
 /// Write requests kitsync sent for a kit, from the audit log: in its namespace, or to its

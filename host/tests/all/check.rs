@@ -603,3 +603,59 @@ fn check_reads_a_git_remote() {
     );
     assert!(!stderr.contains("s3cret-token"), "{stderr}");
 }
+
+/// A `dependsOn` cycle, a self-dependency and an unknown kit are located findings for the
+/// kits involved; a kit that merely depends on a blocked kit and unrelated kits pass.
+#[test]
+fn depends_on_graph_errors_are_located_findings() {
+    let repo = Repo::platform_only();
+    let config_map = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n    app.kubernetes.io/name: {name}\n    team: t\ndata:\n  a: b\n"
+        )
+    };
+    for (kit, deps) in [
+        ("ring-a", "[ring-b]"),
+        ("ring-b", "[ring-a]"),
+        ("selfish", "[selfish]"),
+        ("orphan", "[no-such-kit]"),
+        ("leaf", "[]"),
+        ("after-ring", "[ring-a]"),
+    ] {
+        repo.write(
+            &format!("kits/{kit}/kit.yaml"),
+            &format!("namespace: {kit}\n# the order of kits\ndependsOn: {deps}\n"),
+        );
+        repo.write(&format!("kits/{kit}/cm.yaml"), &config_map(kit));
+    }
+    let out = repo.check(&["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let kit = |name: &str| -> Value {
+        report["kits"]
+            .as_array()
+            .expect("kits")
+            .iter()
+            .find(|k| k["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("kit {name} missing"))
+    };
+    for (name, needle) in [
+        ("ring-a", "cycle ring-a -> ring-b -> ring-a"),
+        ("ring-b", "cycle ring-a -> ring-b -> ring-a"),
+        ("selfish", "depends on itself"),
+        ("orphan", "no kit named no-such-kit"),
+    ] {
+        let k = kit(name);
+        assert_eq!(k["status"], "blocked", "{name}: {k:#}");
+        let finding = &k["findings"][0];
+        assert!(
+            finding["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{name}: {finding:#}"
+        );
+        assert_eq!(finding["location"]["file"], format!("kits/{name}/kit.yaml"));
+        assert_eq!(finding["location"]["line"], 3, "{name}: at the dependsOn line");
+    }
+    assert_eq!(kit("leaf")["status"], "ok");
+    assert_eq!(kit("after-ring")["status"], "ok");
+}

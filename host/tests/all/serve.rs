@@ -611,3 +611,189 @@ fn serve_and_check_render_the_same_bytes() {
     assert_eq!(served.len(), 2);
     assert_eq!(printed, served, "serve and render disagree");
 }
+
+async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what} did not happen within 60 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The binary as an operator runs it: `serve --source` without a config file, `status`,
+/// `reconcile` (a hand-deleted object comes back at once), and SIGTERM exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_reports_reconciles_on_request_and_stops_on_sigterm() {
+    let plane = ControlPlane::shared();
+    let id = suffix("c");
+    let repo = Repo::example(&id);
+    let v5 = repo.commit("v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let host_namespace = format!("kitsync-{id}");
+    let log = cache.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args([
+            "serve",
+            "--source",
+            &repo.url(),
+            "--ref",
+            "main",
+            "--interval",
+            "1s",
+        ])
+        .args(["--host-namespace", &host_namespace])
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("KITSYNC_LOG")
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("kitsync serve starts");
+    let client = plane.client().await.expect("client");
+    let kits = |name: &'static str| {
+        let client = client.clone();
+        let host_namespace = host_namespace.clone();
+        async move {
+            status::list(&client, &host_namespace)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .find(|k| k.name == name)
+        }
+    };
+    wait_for("manufracture Ready at v5", async || {
+        kits("manufracture")
+            .await
+            .filter(|k| k.status.is_ready() && k.status.last_applied_revision == v5)
+    })
+    .await;
+
+    let kitsync = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kitsync"))
+            .args(args)
+            .args(["--host-namespace", &host_namespace])
+            .env("KUBECONFIG", plane.kubeconfig_path())
+            .output()
+            .expect("kitsync runs")
+    };
+    wait_for("smithereens Ready", async || {
+        kits("smithereens").await.filter(|k| k.status.is_ready())
+    })
+    .await;
+    let out = kitsync(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.starts_with("NAME"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("manufracture"))
+        .unwrap_or_else(|| panic!("no manufracture row in {table}"));
+    assert!(row.contains("True") && row.contains(&v5[..12]), "{row}");
+    let out = kitsync(&["status", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown kit is an error");
+
+    // Someone deletes the Service by hand; a requested reconcile brings it back.
+    let manufracture = format!("manufracture-{id}");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &manufracture);
+    services
+        .delete("vision", &Default::default())
+        .await
+        .expect("delete by hand");
+    let out = kitsync(&["reconcile", "manufracture"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the Service recreated", async || {
+        service_port(&manufracture).await
+    })
+    .await;
+    let kit = wait_for("the request recorded", async || {
+        kits("manufracture")
+            .await
+            .filter(|k| !k.status.last_handled_reconcile_at.is_empty())
+    })
+    .await;
+    assert_eq!(
+        kit.reconcile_at.as_deref(),
+        Some(kit.status.last_handled_reconcile_at.as_str())
+    );
+    let out = kitsync(&["reconcile", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Kit named nope"));
+
+    // SIGTERM: exit 0, promptly.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "serve exited with {status}:\n{text}");
+    assert!(text.contains("kitsync serve stopped"), "{text}");
+    assert!(text.contains("kit applied"), "the log says what it did:\n{text}");
+}
+
+/// A wrong host config is refused before anything starts, with file and line.
+#[test]
+fn a_wrong_host_config_is_located() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("host.yaml");
+    std::fs::write(
+        &file,
+        "hostNamespace: kitsync-system\nsources:\n  - name: gitops\n    url: file:///nowhere\n    interval: 10\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host.yaml") && stderr.contains("interval"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "sources:\n  - name: gitops\n    url: file:///x\n    refs: main\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("host.yaml:4:") && stderr.contains("refs"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["serve"])
+        .env_remove("KITSYNC_CONFIG")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--source URL"));
+}
