@@ -569,13 +569,7 @@ impl Applier {
                     kit: target.kit.clone(),
                     message: describe(&e),
                 })?;
-                let established = live
-                    .and_then(|l| l.data.pointer("/status/conditions").cloned())
-                    .and_then(|c| c.as_array().cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True");
-                if established {
+                if live.as_ref().is_some_and(is_established) {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -677,6 +671,18 @@ where
             other => return other,
         }
     }
+}
+
+/// Whether a CustomResourceDefinition's `Established` condition is `True`: its kind is served.
+pub fn is_established(crd: &DynamicObject) -> bool {
+    crd.data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
 }
 
 /// A change the server refuses because it touches an immutable field.

@@ -193,7 +193,7 @@ fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
 }
 
 /// Kubernetes object-name rules for namespaces (RFC 1123 label).
-pub(super) fn is_dns_label(name: &str) -> bool {
+pub(crate) fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name

@@ -51,15 +51,7 @@ pub(super) fn validate(kits: &mut BTreeMap<String, Result<Kit, Error>>, texts: &
             .get(&name)
             .and_then(|text| text.lines().position(|l| l.trim_start().starts_with("dependsOn")))
             .map_or(0, |i| i as u64 + 1);
-        kits.insert(
-            name,
-            Err(Error::At {
-                file,
-                line,
-                column: 0,
-                message,
-            }),
-        );
+        kits.insert(name, Err(Error::DependsOn { file, line, message }));
     }
 }
 
@@ -197,7 +189,7 @@ mod tests {
         ]);
         for name in ["a", "b", "c"] {
             let err = kits[name].as_ref().expect_err("in the cycle").to_string();
-            assert!(err.starts_with(&format!("kits/{name}/kit.yaml:2:")), "{err}");
+            assert!(err.starts_with(&format!("kits/{name}/kit.yaml:2: ")), "{err}");
             assert!(err.contains("cycle a -> b -> c -> a"), "{err}");
         }
         let d = kits["d"].as_ref().expect_err("self").to_string();

@@ -7,8 +7,8 @@ mod files;
 mod graph;
 mod paths;
 
-pub(crate) use files::parse_yaml;
 pub use files::{KitFile, PlatformFile, PluginLimits, PluginRef, parse_duration};
+pub(crate) use files::{is_dns_label, parse_yaml};
 pub use graph::waves;
 pub use paths::normalize;
 
@@ -53,6 +53,16 @@ pub enum Error {
         first: String,
         /// Another kit claiming the namespace.
         second: String,
+    },
+    /// The kit's `dependsOn` names itself, a missing kit, or closes a cycle.
+    #[error("{file}:{line}: {message}")]
+    DependsOn {
+        /// The kit's kit.yaml.
+        file: String,
+        /// Line of its `dependsOn:` (0 when not found).
+        line: u64,
+        /// What is wrong, naming the kits involved.
+        message: String,
     },
     /// Two kit directories have the same name.
     #[error("two kits are named {name}: {first} and {second}")]

@@ -136,6 +136,13 @@ impl Pipeline {
                         let Some(name) = names.get(i) else { break };
                         let rendered = match (&discovery.platform, &discovery.kits[*name]) {
                             (Err(e), _) => failed(name, "", "kitsync/platform-file", e.to_string(), None),
+                            (Ok(_), Err(e @ crate::kit::Error::DependsOn { message, .. })) => failed(
+                                name,
+                                "",
+                                "kitsync/depends-on",
+                                message.clone(),
+                                kit_error_location(e),
+                            ),
                             (Ok(_), Err(e)) => {
                                 failed(name, "", "kitsync/kit-file", e.to_string(), kit_error_location(e))
                             }
@@ -348,6 +355,11 @@ fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Lo
             file: file.clone(),
             line: u32::try_from(*line).unwrap_or(0),
             column: u32::try_from(*column).ok().filter(|c| *c > 0),
+        }),
+        crate::kit::Error::DependsOn { file, line, .. } => Some(crate::diagnostic::Location {
+            file: file.clone(),
+            line: u32::try_from(*line).unwrap_or(0),
+            column: None,
         }),
         crate::kit::Error::Invalid { file, .. } => Some(crate::diagnostic::Location {
             file: file.clone(),

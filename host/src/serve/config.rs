@@ -30,7 +30,7 @@
 //!                                      #   | sshKey + knownHosts
 //! ```
 
-use crate::kit::{self, Error, normalize, parse_duration};
+use crate::kit::{self, Error, is_dns_label, normalize, parse_duration};
 use crate::render::TrustedPolicy;
 use crate::source::{Auth, RefSpec, Secret};
 use serde::Deserialize;
@@ -194,16 +194,6 @@ fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> R
             )
         }),
     }
-}
-
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// `$XDG_CACHE_HOME/kitsync` or `~/.cache/kitsync`.

@@ -589,7 +589,9 @@ impl SourceLoop {
                 }
             }
         }
-        self.round_failures = 0;
+        if self.round_retry_at.is_none() {
+            self.round_failures = 0;
+        }
     }
 }
 

@@ -273,13 +273,7 @@ pub async fn install_crd(client: &kube::Client) -> Result<(), String> {
             .get_opt(name)
             .await
             .map_err(|e| format!("reading CustomResourceDefinition {name}: {e}"))?;
-        let established = live
-            .and_then(|l| l.data.pointer("/status/conditions").cloned())
-            .and_then(|c| c.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c["type"] == "Established" && c["status"] == "True");
-        if established {
+        if live.as_ref().is_some_and(crate::apply::is_established) {
             // Discovery can lag the condition for a moment; the first list proves it serves.
             let kits: Api<DynamicObject> = Api::all_with(client.clone(), &kit_resource());
             if kits.list(&ListParams::default().limit(1)).await.is_ok() {
@@ -458,14 +452,19 @@ impl StatusWriter {
             "metadata": {"name": kit, "namespace": self.namespace},
             "status": status,
         });
-        self.api()
-            .patch_status(
-                kit,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .map_err(|e| format!("writing the status of Kit {}/{kit}: {e}", self.namespace))?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self.api().patch_status(kit, &params, &Patch::Apply(&body)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                // Deleted by hand: forget it, so the next reconcile creates it again.
+                self.known.lock().await.remove(kit);
+                return Err(format!(
+                    "Kit {}/{kit} was deleted; the next reconcile creates it again",
+                    self.namespace
+                ));
+            }
+            Err(e) => return Err(format!("writing the status of Kit {}/{kit}: {e}", self.namespace)),
+        }
         if let Some(known) = self.known.lock().await.get_mut(kit) {
             known.status = status.clone();
         }

@@ -436,18 +436,6 @@ async fn writes_are_bounded_by_the_kits_service_account() {
     );
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-        }
-    }
-}
-
 async fn kitsync_sync(args: &[&str], dir: &std::path::Path) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
         .arg("sync")
@@ -468,7 +456,7 @@ async fn sync_applies_a_kit_directory_through_the_render() {
     // A namespace that does not exist yet: the host creates it for the kit.
     let ns = format!("apply-cli-{}", std::process::id());
     let repo = tempfile::tempdir().expect("repo");
-    copy_dir(
+    super::copy_dir(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
         repo.path(),
     );

@@ -653,6 +653,7 @@ fn depends_on_graph_errors_are_located_findings() {
             finding["message"].as_str().is_some_and(|m| m.contains(needle)),
             "{name}: {finding:#}"
         );
+        assert_eq!(finding["rule"], "kitsync/depends-on");
         assert_eq!(finding["location"]["file"], format!("kits/{name}/kit.yaml"));
         assert_eq!(finding["location"]["line"], 3, "{name}: at the dependsOn line");
     }

@@ -56,3 +56,17 @@ fn objects(name: &str, yaml: &str) -> Vec<Object> {
 
 /// The seed scenario's manufracture `vision` Deployment and Service.
 const VISION: &str = include_str!("../data/vision.yaml");
+
+/// Copies a directory tree (test fixtures; no symlinks in them).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

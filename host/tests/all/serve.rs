@@ -44,19 +44,6 @@ fn git_as(dir: &Path, name: &str, email: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// A Git repository holding the bundled example with per-test namespaces.
 struct Repo {
     dir: TempDir,
@@ -66,7 +53,7 @@ impl Repo {
     /// The example, each kit's namespace suffixed with `suffix`.
     fn example(suffix: &str) -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&examples(), dir.path());
+        super::copy_dir(&examples(), dir.path());
         let _ = std::fs::remove_file(dir.path().join("update-plugins"));
         for kit in ["manufracture", "smithereens"] {
             let file = dir.path().join(format!("kits/{kit}/kit.yaml"));
@@ -757,34 +744,28 @@ async fn the_binary_serves_reports_reconciles_on_request_and_stops_on_sigterm() 
 fn a_wrong_host_config_is_located() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("host.yaml");
-    std::fs::write(
-        &file,
+    let serve_with = |text: &str| -> (Option<i32>, String) {
+        std::fs::write(&file, text).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = serve_with(
         "hostNamespace: kitsync-system\nsources:\n  - name: gitops\n    url: file:///nowhere\n    interval: 10\n",
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("host.yaml") && stderr.contains("interval"),
         "{stderr}"
     );
-    std::fs::write(
-        &file,
-        "sources:\n  - name: gitops\n    url: file:///x\n    refs: main\n",
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    let (code, stderr) = serve_with("sources:\n  - name: gitops\n    url: file:///x\n    refs: main\n");
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("host.yaml:4:") && stderr.contains("refs"),
         "{stderr}"

@@ -1,0 +1,321 @@
+//! Benchmark (not a test): `kitsync serve` as an operator runs it (the release binary, a
+//! real Git repository over file://, the real control plane), measuring
+//!
+//! 1. commit -> applied latency through polling at a 1 s interval: p50 and p99 over 20 commits
+//!    that each change the seed Service's port;
+//! 2. 100 kits x 10 objects from an empty cluster to every Kit Ready: wall time and the
+//!    service's peak RSS, against `kubectl apply --server-side` on the same 1,000 objects;
+//! 3. idle: CPU and RSS of the service over 20 s with no new commit, and its writes (goal 0).
+//!
+//! Run with `cargo bench -p kitsync --bench serve` (needs the control plane; kubectl optional).
+
+use kitsync::status;
+use kitsync_harness::{ControlPlane, Options};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const KITS: usize = 100;
+const OBJECTS_PER_KIT: usize = 10;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "user.name=Bench",
+            "-c",
+            "user.email=bench@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn commit(dir: &Path, subject: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", subject]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+/// `kitsync serve` on `repo` as a child process.
+fn serve(plane: &ControlPlane, repo: &Path, host_namespace: &str, cache: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args([
+            "serve",
+            "--source",
+            &format!("file://{}", repo.display()),
+            "--interval",
+            "1s",
+        ])
+        .args(["--host-namespace", host_namespace, "--concurrency", "8"])
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("XDG_CACHE_HOME", cache)
+        .env("KITSYNC_LOG", "warn")
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("kitsync serve starts")
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// (user + system CPU seconds, peak RSS KiB, current RSS KiB) of a process.
+fn usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat: 12 and 13 after the name and state.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kib("VmHWM:"), kib("VmRSS:"))
+}
+
+fn writes_since(audit: &Path, skip_lines: usize, host_namespace: &str) -> (usize, usize) {
+    let text = std::fs::read_to_string(audit).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let ours = lines
+        .iter()
+        .skip(skip_lines)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["user"]["username"] == kitsync_harness::ADMIN)
+        .filter(|e| {
+            e["objectRef"]["namespace"]
+                .as_str()
+                .is_some_and(|ns| ns == host_namespace || ns.starts_with("bench-kit-"))
+        })
+        .count();
+    (ours, lines.len())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn kit_objects(kit: usize, namespace: Option<&str>) -> String {
+    let mut text = String::new();
+    let ns = namespace.map_or(String::new(), |ns| format!("  namespace: {ns}\n"));
+    for i in 0..OBJECTS_PER_KIT {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{i}\n{ns}  labels:\n    app.kubernetes.io/name: config-{i}\n    team: bench\ndata:\n  kit: \"{kit}\"\n  setting: \"{i}\"\n"
+        ));
+    }
+    text
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let plane = match ControlPlane::start(Options::default()) {
+        Ok(plane) => plane,
+        Err(e) => {
+            eprintln!("serve benchmark skipped: the control plane did not start: {e}");
+            return;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime.block_on(plane.client()).expect("client");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+
+    // 1. commit -> applied latency.
+    let repo = tempfile::tempdir().expect("repo");
+    copy_dir(&examples, repo.path());
+    git(repo.path(), &["init", "-q"]);
+    commit(repo.path(), "v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let child = serve(&plane, repo.path(), "kitsync-latency", cache.path());
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client.clone(), "manufracture");
+    let port = || {
+        runtime.block_on(async {
+            services
+                .get_opt("vision")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| s.spec?.ports?.first().map(|p| p.port))
+        })
+    };
+    let wait_port = |want: i32, limit: Duration| {
+        let started = Instant::now();
+        while port() != Some(want) {
+            if started.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(started.elapsed())
+    };
+    if wait_port(6776, Duration::from_secs(120)).is_none() {
+        eprintln!("the first revision was not applied within 120 s");
+        stop(child);
+        return;
+    }
+    let vision = repo.path().join("kits/manufracture/vision.yaml");
+    let mut latencies = Vec::new();
+    let mut current = 6776;
+    for i in 0..20 {
+        let next = 5000 + i;
+        let text = std::fs::read_to_string(&vision).expect("read");
+        std::fs::write(
+            &vision,
+            text.replace(&format!("port: {current}"), &format!("port: {next}")),
+        )
+        .expect("write");
+        commit(repo.path(), &format!("port {next}"));
+        match wait_port(next, Duration::from_secs(30)) {
+            Some(latency) => latencies.push(latency),
+            None => eprintln!("commit {i} not applied within 30 s"),
+        }
+        current = next;
+    }
+    stop(child);
+    latencies.sort();
+    println!(
+        "serve: commit -> applied through polling (interval 1 s, 10% jitter), {} commits",
+        latencies.len()
+    );
+    if !latencies.is_empty() {
+        println!(
+            "  p50 {:>7.0?}   p99 {:>7.0?}   min {:>7.0?}   (a poll-bound loop averages ~0.55 s of waiting plus the apply)",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies[0]
+        );
+    }
+
+    // 2. 100 kits x 10 objects from an empty cluster.
+    let repo = tempfile::tempdir().expect("repo");
+    std::fs::copy(examples.join("kitsync.yaml"), repo.path().join("kitsync.yaml")).expect("platform");
+    copy_dir(&examples.join("plugins"), &repo.path().join("plugins"));
+    for kit in 0..KITS {
+        let dir = repo.path().join(format!("kits/k{kit:03}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("kit.yaml"), format!("namespace: bench-kit-{kit:03}\n")).expect("kit.yaml");
+        std::fs::write(dir.join("config.yaml"), kit_objects(kit, None)).expect("objects");
+    }
+    git(repo.path(), &["init", "-q"]);
+    commit(repo.path(), "100 kits");
+    let host_namespace = "kitsync-bench";
+    let cache = tempfile::tempdir().expect("cache");
+    let started = Instant::now();
+    let child = serve(&plane, repo.path(), host_namespace, cache.path());
+    let pid = child.id();
+    let ready = loop {
+        let kits = runtime
+            .block_on(status::list(&client, host_namespace))
+            .unwrap_or_default();
+        let ready = kits.iter().filter(|k| k.status.is_ready()).count();
+        if ready == KITS {
+            break Some(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            eprintln!("only {ready} of {KITS} kits Ready after 300 s");
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (cpu_to_ready, peak_kib, _) = usage(pid);
+    println!(
+        "serve: {KITS} kits x {OBJECTS_PER_KIT} objects (3 platform validators each), empty cluster to all Ready"
+    );
+    if let Some(ready) = ready {
+        println!(
+            "  wall {ready:>7.2?} (including start-up and plugin compilation)   CPU {cpu_to_ready:.2} s   peak RSS {:.1} MiB",
+            peak_kib as f64 / 1024.0
+        );
+    }
+
+    // 3. idle.
+    let (_, audit_lines) = writes_since(plane.audit_log_path(), 0, host_namespace);
+    let (cpu_before, _, _) = usage(pid);
+    let idle = Duration::from_secs(20);
+    std::thread::sleep(idle);
+    let (cpu_after, _, rss_kib) = usage(pid);
+    let (idle_writes, _) = writes_since(plane.audit_log_path(), audit_lines, host_namespace);
+    println!(
+        "serve idle ({KITS} kits, no new commit, 1 s polls): CPU {:.2}% of one core over {idle:?}, RSS {:.1} MiB, {idle_writes} writes (goal 0)",
+        (cpu_after - cpu_before) / idle.as_secs_f64() * 100.0,
+        rss_kib as f64 / 1024.0
+    );
+    stop(child);
+
+    // Peer: the same 1,000 objects with kubectl apply --server-side.
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        println!("  kubectl apply --server-side: (kubectl not installed; skipped)");
+        return;
+    }
+    let files = tempfile::tempdir().expect("files");
+    for kit in 0..KITS {
+        let ns = format!("bench-kubectl-{kit:03}");
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n{}",
+            kit_objects(kit, Some(&ns))
+        );
+        std::fs::write(files.path().join(format!("{ns}.yaml")), text).expect("write");
+    }
+    let started = Instant::now();
+    let out = Command::new("kubectl")
+        .args(["apply", "--server-side", "-f"])
+        .arg(files.path())
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .output()
+        .expect("kubectl runs");
+    let kubectl = started.elapsed();
+    if !out.status.success() {
+        println!("  kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    match ready {
+        Some(ready) => println!(
+            "  kubectl apply --server-side, same 1,000 objects and 100 namespaces: {kubectl:>7.2?}   (kitsync serve, from start to all Ready with policies: {:.1}x kubectl's time)",
+            ready.as_secs_f64() / kubectl.as_secs_f64()
+        ),
+        None => println!("  kubectl apply --server-side: {kubectl:>7.2?}"),
+    }
+}
