@@ -77,6 +77,7 @@ fn main() {
                     force: false,
                     recreate: false,
                     removed: false,
+                    prune_crds: false,
                 };
                 (target, objects)
             })

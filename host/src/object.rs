@@ -77,9 +77,13 @@ pub struct Origin {
     pub file: String,
     /// Zero-based index of the YAML document in that file.
     pub document: u32,
-    /// One-based line where the document starts, when known.
+    /// One-based line where the document (or the List item) starts, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
+    /// For an item of a `kind: List` document, its JSON pointer in the document
+    /// (`/items/3`): field paths of the item are located below it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
 }
 
 impl fmt::Display for Origin {

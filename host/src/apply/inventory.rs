@@ -117,39 +117,80 @@ pub fn configmap_name(kit: &str) -> String {
 }
 
 const DATA_KEY: &str = "inventory.json";
+/// Label naming the kit an inventory ConfigMap belongs to.
+pub const INVENTORY_LABEL: &str = "kitsync.dev/inventory-of";
+/// Marks heads whose shards are named `<head>.<i>`; older heads used `<head>-<i>`, which
+/// could be another kit's head (kit `shop`'s first shard was kit `shop-1`'s inventory).
+const NAMING_KEY: &str = "naming";
+const NAMING: &str = "dot";
 /// Largest piece of inventory JSON per ConfigMap (a ConfigMap holds at most 1 MiB in all).
 const SHARD_BYTES: usize = 900 * 1024;
 
-fn shard_name(kit: &str, index: usize) -> String {
+/// Name of shard `index` (0 is the head). Kit names are DNS labels, which hold no dot, so
+/// `kitsync-inventory-<kit>.<i>` can never be another kit's head or shard.
+pub fn shard_name(kit: &str, index: usize) -> String {
     match index {
         0 => configmap_name(kit),
-        i => format!("{}-{i}", configmap_name(kit)),
+        i => format!("{}.{i}", configmap_name(kit)),
+    }
+}
+
+fn legacy_shard_name(kit: &str, index: usize) -> String {
+    format!("{}-{index}", configmap_name(kit))
+}
+
+/// Refuses a ConfigMap that is labelled as another kit's inventory, or not labelled at all.
+fn check_owner(cm: &ConfigMap, kit: &str) -> Result<(), String> {
+    let owner = cm.metadata.labels.as_ref().and_then(|l| l.get(INVENTORY_LABEL));
+    match owner {
+        Some(owner) if owner == kit => Ok(()),
+        Some(other) => Err(format!(
+            "ConfigMap {} is kit {other}'s inventory, not kit {kit}'s; refusing to use it",
+            cm.metadata.name.as_deref().unwrap_or("?")
+        )),
+        None => Err(format!(
+            "ConfigMap {} is not a kitsync inventory (no {INVENTORY_LABEL} label); refusing to overwrite it",
+            cm.metadata.name.as_deref().unwrap_or("?")
+        )),
     }
 }
 
 /// Reads a kit's inventory; an absent ConfigMap is an empty inventory. A large inventory
 /// spans several ConfigMaps; the first names their count and the digest of the whole.
+///
+/// # Errors
+/// The API's error, a missing or foreign shard, or shards that do not add up.
 pub async fn load(client: &kube::Client, host_namespace: &str, kit: &str) -> Result<Inventory, String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), host_namespace);
     let name = configmap_name(kit);
     let Some(head) = api.get_opt(&name).await.map_err(|e| e.to_string())? else {
         return Ok(Inventory::default());
     };
+    check_owner(&head, kit)?;
     let data = head.data.unwrap_or_default();
     let Some(first) = data.get(DATA_KEY) else {
         return Ok(Inventory::default());
     };
+    let dotted = data.get(NAMING_KEY).is_some_and(|n| n == NAMING);
     let shards: usize = data.get("shards").and_then(|n| n.parse().ok()).unwrap_or(1);
     let mut text = first.clone();
     for index in 1..shards {
+        let shard_name = if dotted {
+            shard_name(kit, index)
+        } else {
+            legacy_shard_name(kit, index)
+        };
         let shard = api
-            .get_opt(&shard_name(kit, index))
+            .get_opt(&shard_name)
             .await
             .map_err(|e| e.to_string())?
-            .and_then(|cm| cm.data)
+            .ok_or_else(|| format!("{host_namespace}/{name}: shard {index} of {shards} is missing"))?;
+        check_owner(&shard, kit)?;
+        let piece = shard
+            .data
             .and_then(|mut d| d.remove(DATA_KEY))
-            .ok_or_else(|| format!("{host_namespace}/{}: shard {index} of {shards} is missing", name))?;
-        text.push_str(&shard);
+            .ok_or_else(|| format!("{host_namespace}/{shard_name}: shard {index} of {shards} is empty"))?;
+        text.push_str(&piece);
     }
     if let Some(digest) = data.get("digest")
         && crate::plugin::sha256_hex(text.as_bytes()) != *digest
@@ -186,13 +227,19 @@ pub async fn store(
     if pieces.is_empty() {
         pieces.push("");
     }
-    let previous_shards: usize = api
+    let previous_head = api
         .get_opt(&configmap_name(kit))
         .await
-        .map_err(|e| e.to_string())?
-        .and_then(|cm| cm.data)
-        .and_then(|d| d.get("shards").and_then(|n| n.parse().ok()))
+        .map_err(|e| e.to_string())?;
+    if let Some(head) = &previous_head {
+        check_owner(head, kit)?;
+    }
+    let previous_data = previous_head.and_then(|cm| cm.data).unwrap_or_default();
+    let previous_shards: usize = previous_data
+        .get("shards")
+        .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    let previous_dotted = previous_data.get(NAMING_KEY).is_some_and(|n| n == NAMING);
     let write = |index: usize, data: serde_json::Value| {
         let api = api.clone();
         let name = shard_name(kit, index);
@@ -202,7 +249,7 @@ pub async fn store(
             "metadata": {
                 "name": name,
                 "namespace": host_namespace,
-                "labels": {"app.kubernetes.io/managed-by": "kitsync", "kitsync.dev/inventory-of": kit},
+                "labels": {"app.kubernetes.io/managed-by": "kitsync", INVENTORY_LABEL: kit},
             },
             "data": data,
         });
@@ -218,20 +265,63 @@ pub async fn store(
         }
     };
     for (index, piece) in pieces.iter().enumerate().skip(1) {
+        // Never overwrite a ConfigMap that is not this kit's.
+        if let Some(existing) = api
+            .get_opt(&shard_name(kit, index))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            check_owner(&existing, kit)?;
+        }
         write(index, serde_json::json!({DATA_KEY: piece})).await?;
     }
     let head = serde_json::json!({
         DATA_KEY: pieces[0],
         "shards": pieces.len().to_string(),
         "digest": crate::plugin::sha256_hex(text.as_bytes()),
+        NAMING_KEY: NAMING,
     });
     write(0, head).await?;
-    for index in pieces.len()..previous_shards {
-        match api.delete(&shard_name(kit, index), &Default::default()).await {
+    // Shards no longer needed: this naming's beyond the new count, and every shard of the
+    // old naming, deleted only when labelled as this kit's.
+    let stale: Vec<String> = if previous_dotted {
+        (pieces.len()..previous_shards)
+            .map(|i| shard_name(kit, i))
+            .collect()
+    } else {
+        (1..previous_shards).map(|i| legacy_shard_name(kit, i)).collect()
+    };
+    for name in stale {
+        let Some(existing) = api.get_opt(&name).await.map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if check_owner(&existing, kit).is_err() {
+            continue;
+        }
+        match api.delete(&name, &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(format!("{}: {e}", shard_name(kit, index))),
+            Err(e) => return Err(format!("{name}: {e}")),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_never_collide_between_kits() {
+        // Kit names are DNS labels: no dot. A shard of one kit is never another kit's head.
+        let kits = ["shop", "shop-1", "shop-1-2", "a"];
+        let mut names = std::collections::BTreeSet::new();
+        for kit in kits {
+            for index in 0..4 {
+                assert!(names.insert(shard_name(kit, index)), "{kit} {index}");
+            }
+        }
+        assert_eq!(shard_name("shop", 1), "kitsync-inventory-shop.1");
+        assert_eq!(shard_name("shop-1", 0), "kitsync-inventory-shop-1");
+    }
 }

@@ -58,6 +58,10 @@ pub struct Target {
     pub recreate: bool,
     /// The kit was removed on purpose: an empty object list may prune everything.
     pub removed: bool,
+    /// The platform lets prune delete this kit's CustomResourceDefinitions (deleting one
+    /// deletes every object of its kind in the cluster; kitsync.yaml
+    /// `pruneCustomResourceDefinitions`).
+    pub prune_crds: bool,
 }
 
 /// What happened to one object.
@@ -158,6 +162,7 @@ impl Applier {
             cluster_scoped_allowed: target.cluster_scoped_allowed,
             host_namespace: &target.host_namespace,
         };
+        self.drop_stray_namespaces(&mut objects).await;
         guard::apply_defaults(&scope, &mut objects);
         let findings = guard::check(&scope, &objects);
         if !findings.is_empty() {
@@ -265,7 +270,10 @@ impl Applier {
                     ..previous.clone()
                 };
             } else {
-                for (entry, outcome) in self.prune(&client, target, stale).await? {
+                // Namespaces that still hold objects the kit applies are never pruned.
+                let wanted: HashSet<&str> =
+                    objects.iter().filter_map(|o| o.id.namespace.as_deref()).collect();
+                for (entry, outcome) in self.prune(&client, target, stale, &wanted).await? {
                     if !matches!(outcome, Outcome::Pruned) {
                         kept_inventory.entries.insert(entry.clone());
                     }
@@ -298,6 +306,7 @@ impl Applier {
             cluster_scoped_allowed: target.cluster_scoped_allowed,
             host_namespace: &target.host_namespace,
         };
+        self.drop_stray_namespaces(&mut objects).await;
         guard::apply_defaults(&scope, &mut objects);
         let findings = guard::check(&scope, &objects);
         if !findings.is_empty() {
@@ -379,6 +388,23 @@ impl Applier {
             }
         }
         Ok(changes)
+    }
+
+    /// Drops `metadata.namespace` from objects whose kind the cluster serves as cluster-scoped
+    /// (custom kinds the guards cannot know statically), so one live object has one identity
+    /// in the inventory and prune never mistakes a cleaned-up line for a removal.
+    async fn drop_stray_namespaces(&self, objects: &mut [Object]) {
+        for object in objects.iter_mut().filter(|o| o.id.namespace.is_some()) {
+            let none = NewKinds::new();
+            if let Ok((_, caps)) = self.resolve(&object.id.api_version, &object.id.kind, &none).await
+                && caps.scope == Scope::Cluster
+            {
+                object.id.namespace = None;
+                if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                    metadata.remove("namespace");
+                }
+            }
+        }
     }
 
     /// Creates a namespace, with the host's own identity, when it does not exist yet: the
@@ -594,6 +620,7 @@ impl Applier {
         client: &kube::Client,
         target: &Target,
         mut stale: Vec<&'a Entry>,
+        wanted_namespaces: &HashSet<&str>,
     ) -> Result<Vec<(&'a Entry, Outcome)>, Error> {
         stale.sort_by_key(|e| match (e.kind.as_str(), &e.namespace) {
             ("Namespace" | "CustomResourceDefinition", _) => 2,
@@ -603,6 +630,29 @@ impl Applier {
         let mut out = Vec::new();
         for entry in stale {
             let id = entry.to_ref();
+            if entry.kind == "Namespace"
+                && entry.group.is_empty()
+                && wanted_namespaces.contains(entry.name.as_str())
+            {
+                out.push((
+                    entry,
+                    Outcome::Kept(format!(
+                        "namespace {} still holds objects kit {} applies; a Namespace is pruned only once it holds none",
+                        entry.name, target.kit
+                    )),
+                ));
+                continue;
+            }
+            if entry.kind == "CustomResourceDefinition" && !target.prune_crds {
+                out.push((
+                    entry,
+                    Outcome::Kept(format!(
+                        "deleting a CustomResourceDefinition deletes every object of its kind in the cluster; list kit {} under pruneCustomResourceDefinitions in kitsync.yaml to allow it",
+                        target.kit
+                    )),
+                ));
+                continue;
+            }
             let api = match self.api_for(client, &id, &NewKinds::new()).await {
                 Ok(api) => api,
                 Err(message) => {
@@ -641,8 +691,19 @@ impl Applier {
                 ));
                 continue;
             }
+            if live.metadata.deletion_timestamp.is_some() {
+                out.push((entry, terminating(&live)));
+                continue;
+            }
             match api.delete(&id.name, &DeleteParams::background()).await {
-                Ok(_) => out.push((entry, Outcome::Pruned)),
+                // Held by finalizers: it stays tracked (and is not reported pruned) until gone.
+                Ok(result) => match result.left() {
+                    Some(still) if still.metadata.deletion_timestamp.is_some() => {
+                        out.push((entry, terminating(&still)));
+                    }
+                    _ => out.push((entry, Outcome::Pruned)),
+                },
+                Err(kube::Error::Api(status)) if status.code == 404 => out.push((entry, Outcome::Pruned)),
                 Err(e) => out.push((entry, Outcome::Kept(format!("delete failed: {}", describe(&e))))),
             }
         }
@@ -671,6 +732,15 @@ where
             other => return other,
         }
     }
+}
+
+/// A pruned object the API server keeps until its finalizers are done.
+fn terminating(live: &DynamicObject) -> Outcome {
+    let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+    Outcome::Kept(format!(
+        "terminating: deleted, waiting for finalizers [{}]; kept in the inventory until it is gone",
+        finalizers.join(", ")
+    ))
 }
 
 /// Whether a CustomResourceDefinition's `Established` condition is `True`: its kind is served.

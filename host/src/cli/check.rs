@@ -212,7 +212,7 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
         base: args.base.clone(),
         kits,
     };
-    print!("{}", report.format(args.format));
+    out!("{}", report.format(args.format));
     Ok(if report.fails_at(args.fail_on.threshold()) {
         Outcome::Findings
     } else {
@@ -258,11 +258,13 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
             eprintln!("kit {}: not rendered: {reason}", r.kit);
             continue;
         }
-        println!(
+        outln!(
             "# kit: {} (namespace {}, revision {})",
-            r.kit, r.namespace, head.revision
+            r.kit,
+            r.namespace,
+            head.revision
         );
-        print!(
+        out!(
             "{}",
             crate::manifest::to_yaml(&r.objects).context("writing YAML")?
         );

@@ -1,5 +1,22 @@
 //! The command line: clap definitions lowered into library calls. No pipeline logic lives here.
 
+/// `print!` that returns an error instead of panicking when stdout is closed
+/// (`kitsync render | head -1`); `main` exits quietly on a broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*).map_err(anyhow::Error::from)?
+    }};
+}
+
+/// `println!` that returns an error instead of panicking when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(anyhow::Error::from)?
+    }};
+}
+
 mod check;
 mod plugin;
 mod serve;

@@ -26,27 +26,27 @@ pub(super) fn inspect(file: &Path, json: bool, args: &EngineArgs) -> Result<Outc
             "metadata": meta,
             "imports": plugin.imports(),
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(Outcome::Clean);
     }
-    println!("file:     {}", file.display());
-    println!("sha256:   {}", plugin.sha256());
-    println!("world:    {}", plugin.world());
-    println!("name:     {}", meta.name);
-    println!("version:  {}", meta.version);
+    outln!("file:     {}", file.display());
+    outln!("sha256:   {}", plugin.sha256());
+    outln!("world:    {}", plugin.world());
+    outln!("name:     {}", meta.name);
+    outln!("version:  {}", meta.version);
     let kinds = if meta.kinds.is_empty() {
         "(all)".to_owned()
     } else {
         meta.kinds.join(", ")
     };
-    println!("kinds:    {kinds}");
-    println!("imports:");
+    outln!("kinds:    {kinds}");
+    outln!("imports:");
     for import in plugin.imports() {
-        println!("  {import}");
+        outln!("  {import}");
     }
     match &meta.config_schema {
-        Some(schema) => println!("config schema:\n{}", serde_json::to_string_pretty(schema)?),
-        None => println!("config schema: (none)"),
+        Some(schema) => outln!("config schema:\n{}", serde_json::to_string_pretty(schema)?),
+        None => outln!("config schema: (none)"),
     }
     Ok(Outcome::Clean)
 }
@@ -88,7 +88,7 @@ pub(super) fn run(
         World::Validator => configured.validate(&objects)?,
         World::Transformer => {
             let output = configured.transform(&objects)?;
-            print!(
+            out!(
                 "{}",
                 crate::manifest::to_yaml(&output.objects).context("writing YAML")?
             );
@@ -102,7 +102,7 @@ pub(super) fn run(
         if to_stderr {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     let threshold = fail_on.threshold();

@@ -183,7 +183,7 @@ pub(super) fn status(args: &StatusArgs) -> Result<Outcome> {
                 .iter()
                 .map(|k| serde_json::json!({"name": k.name, "spec": k.spec, "status": k.status}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&out).context("writing JSON")?);
+            outln!("{}", serde_json::to_string_pretty(&out).context("writing JSON")?);
         }
         StatusOutput::Table => {
             let rows: Vec<[String; 5]> = kits
@@ -217,9 +217,9 @@ pub(super) fn status(args: &StatusArgs) -> Result<Outcome> {
                 out.push_str(cells[4]);
                 out
             };
-            println!("{}", line(header));
+            outln!("{}", line(header));
             for r in &rows {
-                println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+                outln!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
             }
             if rows.is_empty() {
                 eprintln!("no kits in namespace {} yet", args.host_namespace);
@@ -257,6 +257,6 @@ pub(super) fn reconcile(args: &ReconcileArgs) -> Result<Outcome> {
             .with_context(|| format!("annotating Kit {}", args.kit))?;
         Ok(())
     })?;
-    println!("kit {}: reconcile requested at {at}", args.kit);
+    outln!("kit {}: reconcile requested at {at}", args.kit);
     Ok(Outcome::Clean)
 }

@@ -7,7 +7,9 @@
 
 use super::Outcome;
 use crate::apply::{self, Applier, Target};
+use crate::kit::{Discovery, Kit};
 use crate::object::Object;
+use crate::source::Snapshot;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -58,102 +60,20 @@ pub struct SyncArgs {
     pub cluster: super::ClusterArgs,
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            yaml_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
-            && path.file_name().is_none_or(|n| n != "kit.yaml")
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn read_objects(dir: &Path) -> Result<Vec<Object>> {
-    let mut files = Vec::new();
-    yaml_files(dir, &mut files)?;
-    files.sort();
-    let mut objects = Vec::new();
-    for file in files {
-        let name = file.strip_prefix(dir).unwrap_or(&file).display().to_string();
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        objects.extend(crate::manifest::parse(&name, &text)?);
-    }
-    Ok(objects)
-}
-
 /// The target and objects of `args.dir`: a kit rendered through the pipeline, or a plain
 /// directory's manifests as they are.
 fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
     let kit_file = args.dir.join(crate::kit::KIT_FILE);
     let is_kit = std::fs::symlink_metadata(&kit_file).is_ok_and(|m| m.is_file());
-    if !is_kit {
-        let Some(namespace) = args.namespace.clone() else {
-            bail!(
-                "{} has no kit.yaml: name the namespace its objects go to with --namespace",
-                args.dir.display()
-            );
-        };
-        let objects = read_objects(&args.dir)?;
-        let target = Target {
-            kit: args.kit.clone().unwrap_or_else(|| namespace.clone()),
-            namespace,
-            host_namespace: args.host_namespace.clone(),
-            service_account: args.service_account.clone(),
-            cluster_scoped_allowed: args.allow_cluster_scoped,
-            revision: args.revision.clone(),
-            prune: !args.no_prune,
-            force: args.force,
-            recreate: args.recreate,
-            removed: false,
-        };
-        return Ok((target, objects));
-    }
-    let dir = args
-        .dir
-        .canonicalize()
-        .with_context(|| format!("reading {}", args.dir.display()))?;
-    let root = repository_root(&dir);
-    let rel = dir
-        .strip_prefix(&root)
-        .unwrap_or(Path::new(""))
-        .to_str()
-        .context("the kit's path is not UTF-8")?
-        .to_owned();
-    let snapshot =
-        crate::source::Snapshot::from_dir(&root).with_context(|| format!("reading {}", root.display()))?;
-    let discovery = crate::kit::discover(&snapshot);
-    let Some((name, entry)) = discovery.kits.iter().find(|(name, k)| match k {
-        Ok(kit) => kit.dir == rel,
-        Err(_) => rel.rsplit('/').next() == Some(name.as_str()),
-    }) else {
-        bail!(
-            "{} is not a kit of the repository at {}",
-            args.dir.display(),
-            root.display()
-        );
+    let (snapshot, discovery, kit) = if is_kit {
+        kit_of_repository(args)?
+    } else {
+        plain_directory(args)?
     };
     let platform = discovery
         .platform
         .as_ref()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", root.join(crate::kit::PLATFORM_FILE).display()))?;
-    let kit = entry.as_ref().map_err(|e| anyhow::anyhow!("kit {name}: {e}"))?;
-    if let Some(ns) = &args.namespace
-        && ns != &kit.namespace
-    {
-        bail!(
-            "kit {name} deploys to namespace {} (its kit.yaml); --namespace {ns} disagrees",
-            kit.namespace
-        );
-    }
-    if let Some(k) = &args.kit
-        && k != &kit.name
-    {
-        bail!("the kit in {} is named {}, not {k}", args.dir.display(), kit.name);
-    }
+        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::kit::PLATFORM_FILE))?;
     let engine = args
         .engine
         .engine_with(platform.plugin_memory_mib, platform.plugin_deadline_ms)?;
@@ -164,7 +84,7 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
             ..Default::default()
         },
     );
-    let rendered = pipeline.render(&snapshot, platform, kit);
+    let rendered = pipeline.render(&snapshot, platform, &kit);
     if let Some(reason) = &rendered.failed {
         let report = crate::report::CheckReport {
             revision: snapshot.revision.clone(),
@@ -191,8 +111,84 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
         force: args.force || kit.force,
         recreate: args.recreate || kit.recreate,
         removed: false,
+        prune_crds: platform.prune_crds.contains(&kit.name),
     };
     Ok((target, rendered.objects))
+}
+
+/// A kit directory: the kit as its repository's discovery sees it.
+fn kit_of_repository(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", args.dir.display()))?;
+    let root = repository_root(&dir);
+    let rel = dir
+        .strip_prefix(&root)
+        .unwrap_or(Path::new(""))
+        .to_str()
+        .context("the kit's path is not UTF-8")?
+        .to_owned();
+    let snapshot = Snapshot::from_dir(&root).with_context(|| format!("reading {}", root.display()))?;
+    let discovery = crate::kit::discover(&snapshot);
+    let Some((name, entry)) = discovery.kits.iter().find(|(name, k)| match k {
+        Ok(kit) => kit.dir == rel,
+        Err(_) => rel.rsplit('/').next() == Some(name.as_str()),
+    }) else {
+        bail!(
+            "{} is not a kit of the repository at {}",
+            args.dir.display(),
+            root.display()
+        );
+    };
+    let kit = entry
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("kit {name}: {e}"))?
+        .clone();
+    if let Some(ns) = &args.namespace
+        && ns != &kit.namespace
+    {
+        bail!(
+            "kit {name} deploys to namespace {} (its kit.yaml); --namespace {ns} disagrees",
+            kit.namespace
+        );
+    }
+    if let Some(k) = &args.kit
+        && k != &kit.name
+    {
+        bail!("the kit in {} is named {}, not {k}", args.dir.display(), kit.name);
+    }
+    Ok((snapshot, discovery, kit))
+}
+
+/// A plain directory of YAML: a kit with default settings in --namespace, read through a
+/// snapshot of the directory (no symlink followed) and rendered like any kit.
+fn plain_directory(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
+    let Some(namespace) = args.namespace.clone() else {
+        bail!(
+            "{} has no kit.yaml: name the namespace its objects go to with --namespace",
+            args.dir.display()
+        );
+    };
+    let files = Snapshot::from_dir(&args.dir).with_context(|| format!("reading {}", args.dir.display()))?;
+    // The directory is the kit; nothing in it is a platform file.
+    let kit_yaml = serde_json::json!({"namespace": namespace}).to_string();
+    let snapshot = Snapshot::from_files(
+        files.revision.clone(),
+        files
+            .files()
+            .filter(|(path, _)| *path != crate::kit::PLATFORM_FILE)
+            .map(|(path, bytes)| (path.to_owned(), bytes.to_vec()))
+            .chain([(crate::kit::KIT_FILE.to_owned(), kit_yaml.into_bytes())]),
+    )?;
+    let discovery = crate::kit::discover(&snapshot);
+    let mut kit = match discovery.kits.values().next() {
+        Some(Ok(kit)) => kit.clone(),
+        Some(Err(e)) => bail!("{}: {e}", args.dir.display()),
+        None => bail!("{}: no manifests", args.dir.display()),
+    };
+    kit.name = args.kit.clone().unwrap_or(namespace);
+    Ok((snapshot, discovery, kit))
 }
 
 /// The repository a kit directory belongs to: the nearest directory at or above it holding
@@ -233,15 +229,15 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
         };
         for change in &changes {
             match change {
-                ObjectDiff::Added { object } => println!("+ {object}"),
-                ObjectDiff::Removed { object } => println!("- {object} (to be pruned)"),
+                ObjectDiff::Added { object } => outln!("+ {object}"),
+                ObjectDiff::Removed { object } => outln!("- {object} (to be pruned)"),
                 ObjectDiff::Changed { object, fields } => {
-                    println!("~ {object}");
+                    outln!("~ {object}");
                     for field in fields {
                         let show = |v: &Option<serde_json::Value>| {
                             v.as_ref().map_or("(absent)".to_owned(), |v| v.to_string())
                         };
-                        println!(
+                        outln!(
                             "    {}: {} -> {}",
                             field.path,
                             show(&field.before),
@@ -271,7 +267,7 @@ pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
             Ok(report) => report,
             Err(apply::Error::Stage { failed, applied, .. }) => {
                 for id in &applied {
-                    println!("applied  {id}");
+                    outln!("applied  {id}");
                 }
                 for (id, why) in &failed {
                     eprintln!("failed   {id}: {why}");
@@ -292,10 +288,10 @@ pub(super) fn sync(args: &SyncArgs) -> Result<Outcome> {
         };
         for (id, outcome) in &report.objects {
             match outcome {
-                apply::Outcome::Applied => println!("applied  {id}"),
-                apply::Outcome::Unchanged => println!("unchanged {id}"),
-                apply::Outcome::Pruned => println!("pruned   {id}"),
-                apply::Outcome::Kept(why) => println!("kept     {id}: {why}"),
+                apply::Outcome::Applied => outln!("applied  {id}"),
+                apply::Outcome::Unchanged => outln!("unchanged {id}"),
+                apply::Outcome::Pruned => outln!("pruned   {id}"),
+                apply::Outcome::Kept(why) => outln!("kept     {id}: {why}"),
             }
         }
         if let Some(why) = &report.prune_refused {

@@ -83,9 +83,58 @@ fn finding(rule: &str, object: &Object, path: &str, message: String) -> Diagnost
     }
 }
 
+/// Makes objects what Kubernetes reads them as, saying what changed: `status` is dropped
+/// (it is not desired state, and the server refuses unknown status fields on apply), and a
+/// `metadata.namespace` on a cluster-scoped kind is dropped (it means nothing there, and left
+/// in it would give one live object two identities in the inventory). Info findings.
+pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
+    let snapshot: Vec<Object> = objects.to_vec();
+    let mut notes = Vec::new();
+    for object in objects.iter_mut() {
+        let Some(map) = object.value.as_object_mut() else {
+            continue;
+        };
+        if map.contains_key("status") {
+            let mut note = finding(
+                "status-dropped",
+                object,
+                "/status",
+                format!("{}: `status` is not desired state; it is not applied", object.id),
+            );
+            note.severity = Severity::Info;
+            notes.push(note);
+            if let Some(map) = object.value.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        if object.id.namespace.is_some()
+            && is_cluster_scoped(&object.id.kind, &object.id.api_version, &snapshot)
+        {
+            let stray = object.id.namespace.take().unwrap_or_default();
+            if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                metadata.remove("namespace");
+            }
+            // Reported under the object's real identity, at the line of the dropped field.
+            let mut note = finding(
+                "cluster-scoped-namespace",
+                object,
+                "/metadata/namespace",
+                format!(
+                    "{} is cluster-scoped; its metadata.namespace {stray:?} means nothing and is dropped",
+                    object.id
+                ),
+            );
+            note.severity = Severity::Info;
+            notes.push(note);
+        }
+    }
+    notes
+}
+
 /// Fills in defaults the guards rely on: the kit's namespace on namespaced objects that
-/// have none, and the ownership label on every object.
+/// have none, and the ownership label on every object. Normalizes first ([`normalize`]).
 pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) {
+    normalize(objects);
     let snapshot: Vec<Object> = objects.to_vec();
     for object in objects.iter_mut() {
         let cluster = is_cluster_scoped(&object.id.kind, &object.id.api_version, &snapshot);
@@ -137,6 +186,33 @@ pub fn check(scope: &Scope<'_>, objects: &[Object]) -> Vec<Diagnostic> {
             )),
             _ => {}
         }
+        // An ownerReference to an object outside the kit hands this object to the garbage
+        // collector of something the kit does not control: refused.
+        let references = object
+            .value
+            .pointer("/metadata/ownerReferences")
+            .and_then(|r| r.as_array())
+            .map_or(&[][..], Vec::as_slice);
+        for (i, reference) in references.iter().enumerate() {
+            let kind = reference.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            let name = reference.get("name").and_then(|n| n.as_str()).unwrap_or("");
+            let in_kit = objects.iter().any(|o| {
+                o.id.kind == kind
+                    && o.id.name == name
+                    && (o.id.namespace.is_none() || o.id.namespace == object.id.namespace)
+            });
+            if !in_kit {
+                out.push(finding(
+                    "owner-reference",
+                    object,
+                    &format!("/metadata/ownerReferences/{i}"),
+                    format!(
+                        "{} names {kind} {name:?} as its owner, which is not an object of kit {}; the garbage collector would delete it with that owner",
+                        object.id, scope.kit
+                    ),
+                ));
+            }
+        }
         let owner = object
             .value
             .pointer(&format!("/metadata/labels/{}", KIT_LABEL.replace('/', "~1")))
@@ -178,6 +254,51 @@ mod tests {
         cluster_scoped_allowed: false,
         host_namespace: "kitsync-system",
     };
+
+    #[test]
+    fn owner_references_outside_the_kit_are_refused() {
+        let mut objects = vec![
+            obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}})),
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "child",
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "parent", "uid": "1"}]}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "orphan",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "elsewhere", "uid": "2"}]}}),
+            ),
+        ];
+        apply_defaults(&SCOPE, &mut objects);
+        let findings = check(&SCOPE, &objects);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].rule, "kitsync/owner-reference");
+        assert_eq!(findings[0].path.as_deref(), Some("/metadata/ownerReferences/0"));
+        assert!(findings[0].message.contains("Deployment \"elsewhere\""));
+    }
+
+    #[test]
+    fn status_and_stray_namespaces_are_dropped_with_a_note() {
+        let mut objects = vec![
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "status": {"x": 1}}),
+            ),
+            obj(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "r", "namespace": "somewhere"}}),
+            ),
+        ];
+        let notes = normalize(&mut objects);
+        let rules: Vec<&str> = notes.iter().map(|n| n.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            ["kitsync/status-dropped", "kitsync/cluster-scoped-namespace"]
+        );
+        assert!(notes.iter().all(|n| n.severity == Severity::Info));
+        assert!(objects[0].value.get("status").is_none());
+        assert_eq!(objects[1].id.namespace, None);
+        assert!(objects[1].value["metadata"].get("namespace").is_none());
+        assert!(normalize(&mut objects).is_empty(), "idempotent");
+    }
 
     #[test]
     fn defaults_set_namespace_and_label() {

@@ -91,6 +91,9 @@ pub struct PlatformFile {
     /// Kits that may create cluster-scoped objects.
     #[serde(default)]
     pub cluster_scoped: Vec<String>,
+    /// Kits whose CustomResourceDefinitions prune may delete.
+    #[serde(default)]
+    pub prune_custom_resource_definitions: Vec<String>,
     /// Plugin sandbox limits.
     #[serde(default)]
     pub plugin_limits: PluginLimits,
@@ -217,6 +220,10 @@ pub(super) fn parse_platform(file: &str, bytes: &[u8]) -> Result<Platform, Error
         transform: plugins(file, raw.transform)?,
         validate: plugins(file, raw.validate)?,
         cluster_scoped: raw.cluster_scoped.into_iter().collect::<BTreeSet<_>>(),
+        prune_crds: raw
+            .prune_custom_resource_definitions
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
         defaults: raw.defaults,
         plugin_memory_mib: raw.plugin_limits.memory_mib,
         plugin_deadline_ms: raw.plugin_limits.deadline_ms,

@@ -98,6 +98,8 @@ pub struct Platform {
     pub validate: Vec<PluginSpec>,
     /// Kits allowed to create cluster-scoped objects.
     pub cluster_scoped: BTreeSet<String>,
+    /// Kits whose CustomResourceDefinitions prune may delete.
+    pub prune_crds: BTreeSet<String>,
     /// Defaults for every kit.
     pub defaults: files::Defaults,
     /// Plugin memory cap in MiB, if the platform sets one.

@@ -91,6 +91,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
             }
         })?;
     let mut objects = Vec::with_capacity(documents.len());
+    let mut line_index: Option<LineIndex> = None;
     for (index, document) in documents.into_iter().enumerate() {
         let document_index = u32::try_from(index).unwrap_or(u32::MAX);
         let line = u32::try_from(document.defined.line()).unwrap_or(u32::MAX);
@@ -105,10 +106,48 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
                 });
             }
         }
+        if is_list(&document.value) {
+            // `kind: List` (and `*List` kinds) hold objects as kubectl applies them: each item
+            // is an object of the kit, located at its own line.
+            let index = line_index.get_or_insert_with(|| LineIndex::build(text));
+            let Value::Object(mut map) = document.value else {
+                continue;
+            };
+            let items = match map.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                let pointer = format!("/items/{i}");
+                let item_line = index.line(document_index, &pointer).unwrap_or(line);
+                if !item.is_object() {
+                    return Err(Error::NotAnObject {
+                        file: file.to_owned(),
+                        line: item_line,
+                        document: document_index,
+                    });
+                }
+                let origin = Origin {
+                    file: file.to_owned(),
+                    document: document_index,
+                    line: Some(item_line),
+                    pointer: Some(pointer),
+                };
+                let object = Object::new(item, Some(origin)).map_err(|field| Error::MissingIdentity {
+                    file: file.to_owned(),
+                    line: item_line,
+                    document: document_index,
+                    field,
+                })?;
+                objects.push(object);
+            }
+            continue;
+        }
         let origin = Origin {
             file: file.to_owned(),
             document: document_index,
             line: Some(line),
+            pointer: None,
         };
         let object = Object::new(document.value, Some(origin)).map_err(|field| Error::MissingIdentity {
             file: file.to_owned(),
@@ -119,6 +158,16 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
         objects.push(object);
     }
     Ok(objects)
+}
+
+/// A list document: `kind: List` or `*List` with an `items` array and no `metadata.name`
+/// (`v1/List`, `v1/ConfigMapList`, ...; a custom kind that happens to end in `List` and has
+/// a name is an object of its own).
+fn is_list(value: &Value) -> bool {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    kind.ends_with("List")
+        && value.get("items").is_some_and(Value::is_array)
+        && value.pointer("/metadata/name").is_none()
 }
 
 /// The YAML parser's message for a user: its first line, without the parser's own
@@ -194,6 +243,25 @@ mod tests {
             !err.to_string().contains("DuplicateKeyPolicy"),
             "no parser-internal hint: {err}"
         );
+    }
+
+    #[test]
+    fn list_items_are_objects_at_their_own_lines() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: a\n  - apiVersion: v1\n    kind: Secret\n    metadata:\n      name: b\n    stringData:\n      k: v\n---\napiVersion: v1\nkind: ConfigMapList\nitems: []\n";
+        let objects = parse("l.yaml", text).expect("parses");
+        let ids: Vec<String> = objects.iter().map(|o| o.id.to_string()).collect();
+        assert_eq!(ids, ["v1/ConfigMap a", "v1/Secret b"]);
+        let origin = objects[1].origin.as_ref().expect("origin");
+        assert_eq!(origin.line, Some(8));
+        assert_eq!(origin.pointer.as_deref(), Some("/items/1"));
+        let index = LineIndex::build(text);
+        assert_eq!(index.line(0, "/items/1/stringData/k"), Some(13));
+        let err = parse(
+            "l.yaml",
+            "apiVersion: v1\nkind: List\nitems:\n  - kind: ConfigMap\n",
+        )
+        .expect_err("no name");
+        assert_eq!(err.to_string(), "l.yaml:4: document 0 has no apiVersion");
     }
 
     #[test]

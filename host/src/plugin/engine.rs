@@ -624,11 +624,18 @@ impl Configured {
         // Only origins of real inputs are kept: a plugin cannot point findings at
         // files it invented.
         let origin = object.origin.and_then(|o| {
+            let same_place = |i: &&Object| {
+                i.origin
+                    .as_ref()
+                    .is_some_and(|known| known.file == o.file && known.document == o.document)
+            };
+            // Items of one List document share file and document: prefer the same object.
             inputs
                 .iter()
-                .filter_map(|i| i.origin.as_ref())
-                .find(|known| known.file == o.file && known.document == o.document)
-                .cloned()
+                .filter(same_place)
+                .find(|i| i.id == id)
+                .or_else(|| inputs.iter().find(same_place))
+                .and_then(|i| i.origin.clone())
         });
         Ok(Object { id, origin, value })
     }

@@ -168,6 +168,7 @@ impl Reconciler {
             force: kit.force,
             recreate: kit.recreate,
             removed: false,
+            prune_crds: platform.prune_crds.contains(&kit.name),
         };
         let started = std::time::Instant::now();
         let result = self.applier.apply(&target, job.rendered.objects.clone()).await;
@@ -185,6 +186,17 @@ impl Reconciler {
                     short(&revision),
                     report.inventory.entries.len()
                 );
+                let kept: Vec<String> = report
+                    .objects
+                    .iter()
+                    .filter_map(|(id, o)| match o {
+                        apply::Outcome::Kept(why) => Some(format!("{id}: {why}")),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(first) = kept.first() {
+                    message.push_str(&format!("; {} not pruned ({first})", kept.len()));
+                }
                 if let Some(why) = &report.prune_refused {
                     message.push_str(&format!("; prune refused: {why}"));
                 }
@@ -323,6 +335,9 @@ impl Reconciler {
             force: false,
             recreate: false,
             removed: true,
+            // A removed kit's CRDs stay: the platform file of the removing revision is not
+            // consulted here, and deleting a CRD deletes every object of its kind.
+            prune_crds: false,
         };
         let report = self.applier.apply(&target, Vec::new()).await?;
         let pruned = report

@@ -34,7 +34,12 @@ impl<'a> Locator<'a> {
             .and_then(|id| objects.iter().find(|o| &o.id == id))
             .and_then(|o| o.origin.clone());
         let location = origin.map(|origin| {
-            let pointer = diagnostic.path.clone().unwrap_or_default();
+            // An item of a List document is located below its own pointer.
+            let pointer = format!(
+                "{}{}",
+                origin.pointer.as_deref().unwrap_or(""),
+                diagnostic.path.as_deref().unwrap_or("")
+            );
             let line = self
                 .index(&origin.file)
                 .and_then(|index| index.line(origin.document, &pointer))

@@ -222,6 +222,9 @@ impl Pipeline {
         findings: &mut Vec<Finding>,
     ) -> Result<Vec<Object>, Failure> {
         let mut objects = read_manifests(snapshot, kit)?;
+        for note in guard::normalize(&mut objects) {
+            findings.push(locator.place(&kit.name, HOST_SOURCE, note, &objects));
+        }
         let scope = guard::Scope {
             kit: &kit.name,
             namespace: &kit.namespace,

@@ -27,6 +27,7 @@ fn target(ns: &str) -> Target {
         force: false,
         recreate: false,
         removed: false,
+        prune_crds: false,
     }
 }
 

@@ -2,6 +2,7 @@
 //! built from `plugins/` by the `kitsync-test-artifacts` build script.
 
 mod apply;
+mod cases;
 mod check;
 mod cli;
 mod corpus;

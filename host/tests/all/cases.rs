@@ -1,0 +1,415 @@
+//! Apply and render correctness from real-world reports (`../shared/cases`), each with our own
+//! input: List documents, `status` in Git, stray namespaces on cluster-scoped objects, prune
+//! that cannot hurt (a Namespace still in use, finalizers, CRDs), inventories that cannot
+//! collide, one render path for plain directories, and a closed output pipe.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kitsync::Object;
+use kitsync::apply::{Applier, Outcome, Target, inventory};
+use kitsync_harness::ControlPlane;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+fn target(kit: &str, namespace: &str) -> Target {
+    Target {
+        kit: kit.to_owned(),
+        namespace: namespace.to_owned(),
+        host_namespace: "kitsync-system".into(),
+        service_account: None,
+        cluster_scoped_allowed: true,
+        revision: "r1".into(),
+        prune: true,
+        force: false,
+        recreate: false,
+        removed: false,
+        prune_crds: false,
+    }
+}
+
+fn parse(yaml: &str) -> Vec<Object> {
+    kitsync::manifest::parse("case.yaml", yaml).expect("parses")
+}
+
+async fn applier() -> Applier {
+    Applier::new(ControlPlane::shared().config().await.expect("config")).expect("applier")
+}
+
+async fn admin() -> kube::Client {
+    ControlPlane::shared().client().await.expect("client")
+}
+
+fn kept(report: &kitsync::apply::Report, kind: &str) -> Option<String> {
+    report.objects.iter().find_map(|(id, o)| match o {
+        Outcome::Kept(why) if id.kind == kind => Some(why.clone()),
+        _ => None,
+    })
+}
+
+fn pruned(report: &kitsync::apply::Report) -> Vec<String> {
+    report
+        .objects
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Pruned)
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// Case 13: a kit drops its Namespace object but keeps objects inside it: the Namespace is
+/// kept (and says why); the objects survive.
+#[tokio::test]
+async fn a_namespace_still_in_use_is_never_pruned() {
+    let ns = format!("case-ns-{}", std::process::id());
+    let applier = applier().await;
+    let mut t = target(&ns, &ns);
+    t.cluster_scoped_allowed = false; // a kit may always declare its own namespace
+    let step1 = parse(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n"
+    ));
+    applier.apply(&t, step1).await.expect("step 1");
+    let step2 = parse("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n");
+    let report = applier.apply(&t, step2).await.expect("step 2");
+    let why = kept(&report, "Namespace").expect("the Namespace is kept");
+    assert!(why.contains("still holds objects"), "{why}");
+    assert_eq!(pruned(&report), [format!("v1/ConfigMap {ns}/old")]);
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    assert!(cms.get_opt("keep").await.expect("get").is_some(), "keep survives");
+    assert!(
+        report.inventory.entries.iter().any(|e| e.kind == "Namespace"),
+        "still tracked"
+    );
+}
+
+/// Finalizers: a pruned object that the API server keeps for its finalizers is reported as
+/// terminating and stays in the inventory until it is gone.
+#[tokio::test]
+async fn an_object_held_by_a_finalizer_is_terminating_not_pruned() {
+    let ns = format!("case-fin-{}", std::process::id());
+    let applier = applier().await;
+    let t = target(&ns, &ns);
+    let held = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n";
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n";
+    applier
+        .apply(&t, parse(&format!("{held}---\n{other}")))
+        .await
+        .expect("apply");
+    let report = applier.apply(&t, parse(other)).await.expect("prune");
+    let why = kept(&report, "ConfigMap").expect("held is kept");
+    assert!(
+        why.starts_with("terminating") && why.contains("example.com/hold"),
+        "{why}"
+    );
+    assert!(pruned(&report).is_empty(), "{:?}", report.objects);
+    assert!(report.inventory.entries.iter().any(|e| e.name == "held"));
+    // The finalizer's owner lets go; the next run records it as gone.
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release the finalizer");
+    let report = applier.apply(&t, parse(other)).await.expect("again");
+    assert_eq!(pruned(&report), [format!("v1/ConfigMap {ns}/held")]);
+    assert!(!report.inventory.entries.iter().any(|e| e.name == "held"));
+}
+
+fn crd(group: &str, namespace_line: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: gadgets.{group}\n{namespace_line}spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Gadget, plural: gadgets, singular: gadget}}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n"
+    )
+}
+
+/// Case 21: a cluster-scoped object's stray `metadata.namespace` is dropped before identity,
+/// so a commit that only removes that line changes nothing (and prunes no CRD).
+#[tokio::test]
+async fn a_stray_namespace_on_a_cluster_scoped_object_is_not_a_second_identity() {
+    let id = std::process::id();
+    let ns = format!("case-stray-{id}");
+    let group = format!("stray{id}.example.com");
+    let applier = applier().await;
+    let t = target(&ns, &ns);
+    let role = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: stray-{id}\n{{ns}}rules: []\n"
+    );
+    let with_ns = format!("  namespace: {ns}\n");
+    let step1 = parse(&format!(
+        "{}---\n{}",
+        crd(&group, &with_ns),
+        role.replace("{ns}", &with_ns)
+    ));
+    let report = applier.apply(&t, step1).await.expect("step 1");
+    assert!(
+        report.inventory.entries.iter().all(|e| e.namespace.is_none()),
+        "{:?}",
+        report.inventory.entries
+    );
+    let step2 = parse(&format!("{}---\n{}", crd(&group, ""), role.replace("{ns}", "")));
+    let report = applier.apply(&t, step2).await.expect("step 2");
+    assert!(pruned(&report).is_empty(), "nothing pruned: {:?}", report.objects);
+    assert_eq!(report.inventory.entries.len(), 2, "one key per live object");
+    // The ClusterRole is not even rewritten. (The CRD is: its controller's status updates
+    // move its resourceVersion, which the no-op check compares.)
+    assert!(
+        report
+            .objects
+            .iter()
+            .any(|(id, o)| id.kind == "ClusterRole" && *o == Outcome::Unchanged),
+        "{:?}",
+        report.objects
+    );
+}
+
+/// CRDs are never pruned unless the platform allows it for the kit.
+#[tokio::test]
+async fn a_crd_is_pruned_only_when_the_platform_allows_it() {
+    let id = std::process::id();
+    let ns = format!("case-crd-{id}");
+    let group = format!("prune{id}.example.com");
+    let applier = applier().await;
+    let mut t = target(&ns, &ns);
+    let keep = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n";
+    applier
+        .apply(&t, parse(&format!("{}---\n{keep}", crd(&group, ""))))
+        .await
+        .expect("apply");
+    let report = applier.apply(&t, parse(keep)).await.expect("drop the CRD");
+    let why = kept(&report, "CustomResourceDefinition").expect("kept");
+    assert!(why.contains("pruneCustomResourceDefinitions"), "{why}");
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        admin().await,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+        )),
+    );
+    let name = format!("gadgets.{group}");
+    assert!(crds.get_opt(&name).await.expect("get").is_some());
+    t.prune_crds = true;
+    let report = applier.apply(&t, parse(keep)).await.expect("allowed");
+    // Deleted; the API server's own cleanup finalizer may hold it for a moment, during which
+    // it is reported as terminating and stays tracked.
+    match kept(&report, "CustomResourceDefinition") {
+        Some(why) => assert!(why.starts_with("terminating"), "{why}"),
+        None => assert_eq!(
+            pruned(&report),
+            [format!("apiextensions.k8s.io/v1/CustomResourceDefinition {name}")]
+        ),
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while crds.get_opt(&name).await.expect("get").is_some() {
+        assert!(std::time::Instant::now() < deadline, "the CRD is not gone");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let report = applier.apply(&t, parse(keep)).await.expect("again");
+    assert!(
+        !report
+            .inventory
+            .entries
+            .iter()
+            .any(|e| e.kind == "CustomResourceDefinition"),
+        "no longer tracked once gone"
+    );
+}
+
+/// Inventories of kits `shop` and `shop-1` cannot overwrite each other, and a ConfigMap that
+/// is not a kit's inventory is refused, not overwritten.
+#[tokio::test]
+async fn inventories_cannot_collide_and_foreign_configmaps_are_refused() {
+    let client = admin().await;
+    let host = ControlPlane::shared()
+        .namespace("case-inv")
+        .await
+        .expect("namespace");
+    let big = inventory::Inventory {
+        entries: (0..20_000)
+            .map(|i| inventory::Entry {
+                group: "apps".into(),
+                version: "v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("tenant-with-a-long-namespace-name".into()),
+                name: format!("deployment-number-{i:06}"),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let small = inventory::Inventory {
+        entries: big.entries.iter().take(2).cloned().collect(),
+        ..Default::default()
+    };
+    inventory::store(&client, &host, "shop-1", &small)
+        .await
+        .expect("shop-1");
+    inventory::store(&client, &host, "shop", &big)
+        .await
+        .expect("shop");
+    assert_eq!(
+        inventory::load(&client, &host, "shop-1").await.expect("load"),
+        small
+    );
+    assert_eq!(inventory::load(&client, &host, "shop").await.expect("load"), big);
+
+    // A ConfigMap someone else made at a kit's inventory name.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &host);
+    let foreign: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": inventory::configmap_name("tenant")},
+        "data": {"important": "yes"}
+    }))
+    .expect("configmap");
+    cms.create(&Default::default(), &foreign).await.expect("create");
+    let err = inventory::store(&client, &host, "tenant", &small)
+        .await
+        .expect_err("refused");
+    assert!(err.contains("not a kitsync inventory"), "{err}");
+    let still = cms.get(&inventory::configmap_name("tenant")).await.expect("get");
+    assert_eq!(
+        still.data.and_then(|d| d.get("important").cloned()).as_deref(),
+        Some("yes")
+    );
+    assert!(inventory::load(&client, &host, "tenant").await.is_err());
+}
+
+/// Case 06: `status` in Git is not desired state: dropped before apply, never sent.
+#[tokio::test]
+async fn status_in_a_manifest_is_not_applied() {
+    let ns = format!("case-status-{}", std::process::id());
+    let applier = applier().await;
+    let objects = parse(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: a}}\n    spec:\n      containers: [{name: a, image: example.com/a:1}]\nstatus:\n  replicas: 3\n  madeUpField: true\n",
+    );
+    let report = applier.apply(&target(&ns, &ns), objects).await.expect("applies");
+    assert_eq!(report.objects[0].1, Outcome::Applied);
+}
+
+fn kitsync(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(args)
+        .env("KITSYNC_PLUGIN_CACHE", super::cache_dir())
+        .output()
+        .expect("kitsync runs")
+}
+
+/// Cases 05, 06 and 12 without a cluster: List items are objects located at their own lines,
+/// `status` is an info finding, and a duplicate across files is refused by `sync` exactly as
+/// by `check`, before any cluster is contacted.
+#[test]
+fn lists_status_and_duplicates_take_one_path() {
+    let repo = tempfile::tempdir().expect("repo");
+    let kit = repo.path().join("kits/lists");
+    std::fs::create_dir_all(&kit).expect("mkdir");
+    std::fs::write(kit.join("kit.yaml"), "namespace: lists\n").expect("kit.yaml");
+    std::fs::write(
+        kit.join("list.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: first\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: second\n    status:\n      phase: made-up\n",
+    )
+    .expect("list");
+    let dir = repo.path().to_str().expect("utf-8");
+    let out = kitsync(&["check", dir, "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let kit_report = &report["kits"][0];
+    assert_eq!(kit_report["objects"], 2);
+    let finding = &kit_report["findings"][0];
+    assert_eq!(finding["rule"], "kitsync/status-dropped");
+    assert_eq!(finding["severity"], "info");
+    assert_eq!(finding["location"]["file"], "kits/lists/list.yaml");
+    assert_eq!(finding["location"]["line"], 12, "at the item's own status line");
+    let out = kitsync(&["render", dir]);
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("name: second") && !yaml.contains("made-up"),
+        "{yaml}"
+    );
+
+    // A duplicate across files: check and sync refuse it the same way.
+    std::fs::write(
+        kit.join("again.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\n",
+    )
+    .expect("dup");
+    let out = kitsync(&["check", dir]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("defined twice"), "{text}");
+    let kit_dir = kit.to_str().expect("utf-8");
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["sync", kit_dir])
+        .env("KITSYNC_PLUGIN_CACHE", super::cache_dir())
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("defined twice") && stderr.contains("again.yaml") && stderr.contains("list.yaml"),
+        "{stderr}"
+    );
+    // A plain directory (no kit.yaml) goes through the same render.
+    let plain = tempfile::tempdir().expect("plain");
+    for name in ["a.yaml", "b.yaml"] {
+        std::fs::write(
+            plain.path().join(name),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: same\n",
+        )
+        .expect("write");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args([
+            "diff",
+            plain.path().to_str().expect("utf-8"),
+            "--namespace",
+            "plain",
+        ])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("defined twice") && stderr.contains("a.yaml"),
+        "{stderr}"
+    );
+}
+
+/// `kitsync render examples | head -c 20`: the command stops quietly when the reader goes.
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    // More output than a pipe buffers (64 KiB), so the writer must meet the closed pipe.
+    let repo = tempfile::tempdir().expect("repo");
+    let kit = repo.path().join("kits/big");
+    std::fs::create_dir_all(&kit).expect("mkdir");
+    std::fs::write(kit.join("kit.yaml"), "namespace: big\n").expect("kit.yaml");
+    let many: String = (0..3000)
+        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{i}\ndata:\n  value: \"{i}\"\n"))
+        .collect();
+    std::fs::write(kit.join("many.yaml"), many).expect("manifests");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .arg("render")
+        .arg(repo.path())
+        .env("KITSYNC_PLUGIN_CACHE", super::cache_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut first = [0u8; 20];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("some output");
+    // The read end is dropped here: the rest of the output has nowhere to go.
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
