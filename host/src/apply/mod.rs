@@ -10,10 +10,13 @@
 //! A resync of unchanged objects sends no writes; [`Applier::diff`] shows what an apply
 //! would change from a server-side dry run.
 
+mod dry_run;
 mod error;
 pub mod inventory;
+mod prune;
 
 pub use error::Error;
+use error::{describe, is_immutable, retrying};
 pub use inventory::{Applied, Entry, Inventory};
 
 use crate::guard::{self, KIT_LABEL};
@@ -97,7 +100,24 @@ pub struct Applier {
 }
 
 /// One object's apply: what happened and what to record, or why it failed.
-type OneResult = Result<(Outcome, Applied), String>;
+type OneResult = Result<(Outcome, Applied), ObjectFailure>;
+
+/// Why one object was not applied, classified once: worth retrying or not.
+#[derive(Debug)]
+struct ObjectFailure {
+    message: String,
+    /// The server or the path to it failed (after the retries), not the object.
+    transient: bool,
+}
+
+impl From<String> for ObjectFailure {
+    fn from(message: String) -> Self {
+        ObjectFailure {
+            message,
+            transient: false,
+        }
+    }
+}
 
 /// (group, kind) of the CRDs in a kit: kinds discovery may not serve yet right after apply.
 type NewKinds = HashSet<(String, String)>;
@@ -235,9 +255,23 @@ impl Applier {
                         applied.push(id.clone());
                         report.objects.push((id, outcome));
                     }
-                    Err(message) => failed.push((id, message)),
+                    Err(failure) => failed.push((id, failure)),
                 }
             }
+            if !failed.is_empty() && failed.iter().all(|(_, f)| f.transient) {
+                // The API server went away mid-stage: nothing is wrong with the kit.
+                let (id, first) = &failed[0];
+                return Err(Error::Unavailable {
+                    kit,
+                    message: format!(
+                        "stage {stage}: {} object(s) could not be applied, e.g. {id}: {}",
+                        failed.len(),
+                        first.message
+                    ),
+                });
+            }
+            let failed: Vec<(ObjectRef, String)> =
+                failed.into_iter().map(|(id, f)| (id, f.message)).collect();
             if !failed.is_empty() {
                 tracing::warn!(kit = %target.kit, stage, failed = failed.len(), "stage failed; not pruning");
                 return Err(Error::Stage {
@@ -290,104 +324,6 @@ impl Applier {
         }
         report.inventory = kept_inventory;
         Ok(report)
-    }
-
-    /// What applying `objects` would change, from a server-side dry run of the same apply:
-    /// per object, added, changed fields (live vs would-be, without server-managed noise),
-    /// or to be pruned. Writes nothing.
-    pub async fn diff(
-        &self,
-        target: &Target,
-        mut objects: Vec<Object>,
-    ) -> Result<Vec<crate::diff::ObjectDiff>, Error> {
-        let scope = guard::Scope {
-            kit: &target.kit,
-            namespace: &target.namespace,
-            cluster_scoped_allowed: target.cluster_scoped_allowed,
-            host_namespace: &target.host_namespace,
-        };
-        self.drop_stray_namespaces(&mut objects).await;
-        guard::apply_defaults(&scope, &mut objects);
-        let findings = guard::check(&scope, &objects);
-        if !findings.is_empty() {
-            return Err(Error::Guard {
-                kit: target.kit.clone(),
-                findings,
-            });
-        }
-        let previous = self.inventory(target).await?;
-        let client = self.kit_client(target)?;
-        let none = NewKinds::new();
-        let mut live_objects = Vec::new();
-        let mut would_be = Vec::new();
-        let mut failed = Vec::new();
-        for object in &objects {
-            let api = match self.api_for(&client, &object.id, &none).await {
-                Ok(api) => api,
-                Err(message) => {
-                    failed.push((object.id.clone(), message));
-                    continue;
-                }
-            };
-            let live = match api.get_opt(&object.id.name).await {
-                Ok(live) => live,
-                Err(e) => {
-                    failed.push((object.id.clone(), describe(&e)));
-                    continue;
-                }
-            };
-            let Some(live) = live else {
-                // Not there yet: an addition (its namespace may not exist either, so no dry run).
-                would_be.push(object.clone());
-                continue;
-            };
-            let mut params = PatchParams::apply(FIELD_MANAGER).dry_run();
-            if target.force {
-                params = params.force();
-            }
-            match api
-                .patch(&object.id.name, &params, &Patch::Apply(&object.value))
-                .await
-            {
-                Ok(result) => {
-                    live_objects.push(cleaned(object, &live));
-                    would_be.push(cleaned(object, &result));
-                }
-                Err(e) => failed.push((object.id.clone(), describe(&e))),
-            }
-        }
-        if !failed.is_empty() {
-            return Err(Error::Stage {
-                kit: target.kit.clone(),
-                stage: 0,
-                failed,
-                applied: Vec::new(),
-            });
-        }
-        let next = Inventory {
-            entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
-            ..Default::default()
-        };
-        let mut changes = crate::diff::diff(&live_objects, &would_be);
-        if target.prune {
-            for entry in previous.missing_from(&next) {
-                let id = entry.to_ref();
-                let Ok(api) = self.api_for(&client, &id, &none).await else {
-                    continue;
-                };
-                let owned = api
-                    .get_opt(&id.name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|live| live.metadata.labels.and_then(|l| l.get(KIT_LABEL).cloned()))
-                    .is_some_and(|owner| owner == target.kit);
-                if owned {
-                    changes.push(crate::diff::ObjectDiff::Removed { object: id });
-                }
-            }
-        }
-        Ok(changes)
     }
 
     /// Drops `metadata.namespace` from objects whose kind the cluster serves as cluster-scoped
@@ -506,9 +442,12 @@ impl Applier {
     ) -> OneResult {
         let api = self.api_for(client, &object.id, new_kinds).await?;
         let hash = crate::plugin::sha256_hex(object.value.to_string().as_bytes());
-        let at = |e: &kube::Error| match &object.origin {
-            Some(origin) => format!("{} (from {origin})", describe(e)),
-            None => describe(e),
+        let at = |e: &kube::Error| ObjectFailure {
+            message: match &object.origin {
+                Some(origin) => format!("{} (from {origin})", describe(e)),
+                None => describe(e),
+            },
+            transient: error::is_transient(e),
         };
         let live = retrying(|| api.get_opt(&object.id.name))
             .await
@@ -520,7 +459,8 @@ impl Applier {
                 return Err(format!(
                     "{} belongs to kit {owner}; kit {} cannot take it over",
                     object.id, target.kit
-                ));
+                )
+                .into());
             }
             let last = previous.applied.get(&Entry::of(&object.id).key_text());
             if let (Some(last), Some(rv)) = (last, &live.metadata.resource_version)
@@ -546,8 +486,9 @@ impl Applier {
             Err(e) if is_immutable(&e) => {
                 return Err(format!(
                     "{} (set `recreate: true` in kit.yaml to delete and recreate it)",
-                    at(&e)
-                ));
+                    at(&e).message
+                )
+                .into());
             }
             other => other.map_err(|e| at(&e))?,
         };
@@ -611,136 +552,6 @@ impl Applier {
         }
         Ok(())
     }
-
-    /// Deletes stale objects that still carry this kit's label and are not marked
-    /// `kitsync.dev/prune: disabled`: namespaced first, then cluster-scoped, Namespaces and
-    /// CRDs last.
-    async fn prune<'a>(
-        &self,
-        client: &kube::Client,
-        target: &Target,
-        mut stale: Vec<&'a Entry>,
-        wanted_namespaces: &HashSet<&str>,
-    ) -> Result<Vec<(&'a Entry, Outcome)>, Error> {
-        stale.sort_by_key(|e| match (e.kind.as_str(), &e.namespace) {
-            ("Namespace" | "CustomResourceDefinition", _) => 2,
-            (_, Some(_)) => 0,
-            (_, None) => 1,
-        });
-        let mut out = Vec::new();
-        for entry in stale {
-            let id = entry.to_ref();
-            if entry.kind == "Namespace"
-                && entry.group.is_empty()
-                && wanted_namespaces.contains(entry.name.as_str())
-            {
-                out.push((
-                    entry,
-                    Outcome::Kept(format!(
-                        "namespace {} still holds objects kit {} applies; a Namespace is pruned only once it holds none",
-                        entry.name, target.kit
-                    )),
-                ));
-                continue;
-            }
-            if entry.kind == "CustomResourceDefinition" && !target.prune_crds {
-                out.push((
-                    entry,
-                    Outcome::Kept(format!(
-                        "deleting a CustomResourceDefinition deletes every object of its kind in the cluster; list kit {} under pruneCustomResourceDefinitions in kitsync.yaml to allow it",
-                        target.kit
-                    )),
-                ));
-                continue;
-            }
-            let api = match self.api_for(client, &id, &NewKinds::new()).await {
-                Ok(api) => api,
-                Err(message) => {
-                    out.push((entry, Outcome::Kept(message)));
-                    continue;
-                }
-            };
-            let live = api.get_opt(&id.name).await.map_err(|e| Error::Unavailable {
-                kit: target.kit.clone(),
-                message: describe(&e),
-            })?;
-            let Some(live) = live else {
-                // Already gone: nothing to keep tracking.
-                out.push((entry, Outcome::Pruned));
-                continue;
-            };
-            let owner = live.metadata.labels.as_ref().and_then(|l| l.get(KIT_LABEL));
-            if owner != Some(&target.kit) {
-                let reason = match owner {
-                    Some(other) => format!("it now carries {KIT_LABEL}={other}"),
-                    None => format!("it no longer carries {KIT_LABEL}={}", target.kit),
-                };
-                out.push((entry, Outcome::Kept(reason)));
-                continue;
-            }
-            let disabled = live
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(PRUNE_ANNOTATION))
-                .is_some_and(|v| v == "disabled");
-            if disabled {
-                out.push((
-                    entry,
-                    Outcome::Kept(format!("annotated {PRUNE_ANNOTATION}: disabled")),
-                ));
-                continue;
-            }
-            if live.metadata.deletion_timestamp.is_some() {
-                out.push((entry, terminating(&live)));
-                continue;
-            }
-            match api.delete(&id.name, &DeleteParams::background()).await {
-                // Held by finalizers: it stays tracked (and is not reported pruned) until gone.
-                Ok(result) => match result.left() {
-                    Some(still) if still.metadata.deletion_timestamp.is_some() => {
-                        out.push((entry, terminating(&still)));
-                    }
-                    _ => out.push((entry, Outcome::Pruned)),
-                },
-                Err(kube::Error::Api(status)) if status.code == 404 => out.push((entry, Outcome::Pruned)),
-                Err(e) => out.push((entry, Outcome::Kept(format!("delete failed: {}", describe(&e))))),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Runs a request again after transport failures, throttling and server faults, with
-/// backoff (0.2, 0.4, 0.8, 1.6 s). A schema error that server-side apply reports as a 500
-/// ("failed to create typed patch object") is the object's fault and is not retried.
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut delay = Duration::from_millis(200);
-    let mut attempts = 1;
-    loop {
-        match call().await {
-            Err(e) if attempts < 5 && is_transient(&e) => {
-                tracing::debug!(error = %e, attempts, "retrying a Kubernetes request");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempts += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// A pruned object the API server keeps until its finalizers are done.
-fn terminating(live: &DynamicObject) -> Outcome {
-    let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
-    Outcome::Kept(format!(
-        "terminating: deleted, waiting for finalizers [{}]; kept in the inventory until it is gone",
-        finalizers.join(", ")
-    ))
 }
 
 /// Whether a CustomResourceDefinition's `Established` condition is `True`: its kind is served.
@@ -753,63 +564,6 @@ pub fn is_established(crd: &DynamicObject) -> bool {
                 .iter()
                 .any(|c| c["type"] == "Established" && c["status"] == "True")
         })
-}
-
-/// A change the server refuses because it touches an immutable field.
-fn is_immutable(error: &kube::Error) -> bool {
-    // The apiserver words it "field is immutable" for most kinds, "may not change once set"
-    // for a Service's clusterIP.
-    matches!(error, kube::Error::Api(status) if status.code == 422
-        && (status.message.contains("immutable") || status.message.contains("may not change once set")))
-}
-
-/// Worth retrying: the server or the path to it, not the request.
-fn is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => {
-            status.code == 429
-                || (status.code >= 500 && !status.message.contains("failed to create typed patch object"))
-        }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-/// A live or dry-run object as an [`Object`] of the kit, without what the server manages
-/// (managedFields, resourceVersion, generation, uid, creationTimestamp, status) or the
-/// revision annotation.
-fn cleaned(object: &Object, server: &DynamicObject) -> Object {
-    let mut value = serde_json::to_value(server).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("status");
-        if let Some(metadata) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            for noise in [
-                "managedFields",
-                "resourceVersion",
-                "generation",
-                "uid",
-                "creationTimestamp",
-            ] {
-                metadata.remove(noise);
-            }
-            // Which revision wrote it is not a change to the object.
-            let empty = metadata
-                .get_mut("annotations")
-                .and_then(|a| a.as_object_mut())
-                .map(|a| {
-                    a.remove(REVISION_ANNOTATION);
-                    a.is_empty()
-                });
-            if empty == Some(true) {
-                metadata.remove("annotations");
-            }
-        }
-    }
-    Object {
-        id: object.id.clone(),
-        origin: object.origin.clone(),
-        value,
-    }
 }
 
 /// Objects in apply order: Namespaces and CRDs, other cluster-scoped objects, namespaced ones.
@@ -826,17 +580,21 @@ fn stages(objects: &[Object]) -> [Vec<&Object>; 3] {
     stages
 }
 
-/// An API error as a reader wants it: the server's message and, for a conflict, that the
-/// kit may opt into forcing.
-fn describe(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) if status.code == 409 => {
-            format!(
-                "conflict with another field manager: {} (set `force: true` in kit.yaml to take the fields)",
-                status.message
-            )
-        }
-        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-        other => other.to_string(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_put_namespaces_and_crds_first_then_cluster_scoped_then_namespaced() {
+        let objects = crate::manifest::parse(
+            "s.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ns1}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gs.example.com}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns1}\n---\napiVersion: example.com/v1\nkind: G\nmetadata: {name: g, namespace: ns1}\n",
+        )
+        .expect("parses");
+        let names = |stage: &[&Object]| stage.iter().map(|o| o.id.name.clone()).collect::<Vec<_>>();
+        let [first, second, third] = stages(&objects);
+        assert_eq!(names(&first), ["gs.example.com", "ns1"]);
+        assert_eq!(names(&second), ["r"]);
+        assert_eq!(names(&third), ["c", "g"]);
     }
 }

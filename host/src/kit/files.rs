@@ -13,9 +13,9 @@ pub struct PluginRef {
     pub plugin: String,
     /// Its sha256 (64 hex digits, optional `sha256:` prefix).
     pub sha256: String,
-    /// Configuration handed to the plugin.
+    /// Configuration handed to the plugin, with where it is written.
     #[serde(default)]
-    pub config: serde_json::Value,
+    pub config: Option<serde_saphyr::Spanned<serde_json::Value>>,
 }
 
 /// `kit.yaml`.
@@ -185,11 +185,13 @@ fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
                     format!("plugin {path}: sha256 must be 64 hex digits, got {:?}", r.sha256),
                 ));
             }
+            let config_line = r.config.as_ref().map(|c| c.defined.line()).filter(|l| *l > 0);
             Ok(PluginSpec {
                 path,
                 sha256: hex,
-                config: r.config,
+                config: r.config.map(|c| c.value).unwrap_or_default(),
                 declared_in: file.to_owned(),
+                config_line,
             })
         })
         .collect()

@@ -87,6 +87,8 @@ pub struct PluginSpec {
     pub config: serde_json::Value,
     /// File that declared it (for messages).
     pub declared_in: String,
+    /// Line of its `config:` value in that file, when it has one.
+    pub config_line: Option<u64>,
 }
 
 /// The platform file, resolved.

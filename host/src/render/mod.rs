@@ -234,9 +234,50 @@ impl Pipeline {
         guard::apply_defaults(&scope, &mut objects);
         check_duplicates(&objects)?;
 
-        let transforms = kit.transform.iter().chain(&platform.transform);
-        for spec in transforms {
-            let policy = self.configured(snapshot, spec, &kit.name)?;
+        // Every plugin is loaded and configured before any runs, so each bad config or
+        // missing plugin of the kit is reported in one run, at its line.
+        let mut configured: HashMap<usize, Configured> = HashMap::new();
+        let mut failures: Vec<Failure> = Vec::new();
+        let specs: Vec<&PluginSpec> = kit
+            .transform
+            .iter()
+            .chain(&platform.transform)
+            .chain(&kit.validate)
+            .chain(&platform.validate)
+            .collect();
+        for (i, spec) in specs.iter().enumerate() {
+            match self.configured(snapshot, spec, &kit.name) {
+                Ok(policy) => {
+                    configured.insert(i, policy);
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        let mut failures = failures.into_iter();
+        if let Some(first) = failures.next() {
+            for other in failures {
+                findings.push(Finding {
+                    kit: kit.name.clone(),
+                    source: HOST_SOURCE.into(),
+                    diagnostic: Diagnostic {
+                        severity: Severity::Error,
+                        rule: other.rule.into(),
+                        message: other.message,
+                        object: None,
+                        path: None,
+                    },
+                    snippet: other.location.as_ref().and_then(|l| locator.snippet(l)),
+                    location: other.location,
+                });
+            }
+            return Err(first);
+        }
+        let transforms_count = kit.transform.len() + platform.transform.len();
+        let transforms = kit.transform.iter().chain(&platform.transform).enumerate();
+        for (i, spec) in transforms {
+            let Some(policy) = configured.remove(&i) else {
+                continue;
+            };
             let output = policy
                 .transform(&objects)
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
@@ -256,7 +297,13 @@ impl Pipeline {
             .validate
             .iter()
             .chain(&platform.validate)
-            .map(|spec| Ok((spec.path.clone(), self.configured(snapshot, spec, &kit.name)?)))
+            .enumerate()
+            .filter_map(|(i, spec)| {
+                Some(Ok((
+                    spec.path.clone(),
+                    configured.remove(&(transforms_count + i))?,
+                )))
+            })
             .chain(
                 self.settings
                     .trusted
@@ -309,7 +356,16 @@ impl Pipeline {
         plugin
             .configure(&spec.config)
             .map(|c| c.for_kit(kit))
-            .map_err(|e| Failure::new("kitsync/plugin-error", e.in_kit(kit).to_string()))
+            .map_err(|e| Failure {
+                rule: "kitsync/plugin-config",
+                message: format!("{} (config declared in {})", e.in_kit(kit), spec.declared_in),
+                // The `config:` of this plugin's entry, in kit.yaml or kitsync.yaml.
+                location: spec.config_line.map(|line| crate::diagnostic::Location {
+                    file: spec.declared_in.clone(),
+                    line: u32::try_from(line).unwrap_or(0),
+                    column: None,
+                }),
+            })
     }
 
     fn trusted(&self, policy: &TrustedPolicy, kit: &str) -> Result<Configured, Failure> {
