@@ -14,6 +14,7 @@ mod dry_run;
 mod error;
 pub mod inventory;
 mod prune;
+mod takeover;
 
 pub use error::Error;
 use error::{describe, is_immutable, retrying};
@@ -469,6 +470,20 @@ impl Applier {
             {
                 return Ok((Outcome::Unchanged, last.clone()));
             }
+        }
+        if let Some(live) = &live
+            && let Some(fields) = takeover::managed_fields(live)
+        {
+            // Optimistic: the resourceVersion makes a concurrent change fail this patch.
+            let patch = serde_json::json!({"metadata": {
+                "managedFields": fields,
+                "resourceVersion": live.metadata.resource_version,
+            }});
+            let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+            retrying(|| api.patch(&object.id.name, &params, &patch))
+                .await
+                .map_err(|e| at(&e))?;
+            tracing::info!(kit = %target.kit, object = %object.id, "took over fields written by kubectl");
         }
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if target.force {

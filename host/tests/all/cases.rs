@@ -413,3 +413,68 @@ fn a_closed_output_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// Case 20: an object first written by client-side `kubectl apply` (its field manager and
+/// annotation, as kubectl sends them) and edited with `kubectl edit` is taken over: once Git
+/// drops a key, the key is gone live.
+#[tokio::test]
+async fn objects_from_client_side_apply_are_taken_over() {
+    let ns = ControlPlane::shared()
+        .namespace("case-csa")
+        .await
+        .expect("namespace");
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    let last_applied =
+        r#"{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap","metadata":{"name":"cm"}}"#;
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "cm", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": last_applied}},
+        "data": {"a": "1", "b": "2"}
+    }))
+    .expect("configmap");
+    let post = kube::api::PostParams {
+        field_manager: Some("kubectl-client-side-apply".into()),
+        ..Default::default()
+    };
+    cms.create(&post, &cm).await.expect("client-side apply");
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    cms.patch("cm", &edit, &Patch::Merge(json!({"data": {"c": "3"}})))
+        .await
+        .expect("kubectl edit");
+
+    let applier = applier().await;
+    let t = target(&ns, &ns);
+    let both =
+        parse("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: \"1\"\n  b: \"2\"\n");
+    applier.apply(&t, both).await.expect("take over");
+    let live = cms.get("cm").await.expect("get");
+    let managers: Vec<String> = live
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.manager)
+        .collect();
+    assert_eq!(
+        managers,
+        ["kitsync"],
+        "kubectl's entries were folded into kitsync's"
+    );
+
+    let only_a = parse("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: \"1\"\n");
+    applier.apply(&t, only_a).await.expect("drop b");
+    let live = cms.get("cm").await.expect("get");
+    let data = live.data.unwrap_or_default();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["a"],
+        "b and the hand-edited c are gone"
+    );
+    let annotations = live.metadata.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"),
+        "{annotations:?}"
+    );
+}
