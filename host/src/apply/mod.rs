@@ -16,6 +16,7 @@ pub mod inventory;
 mod prune;
 mod takeover;
 
+pub use dry_run::DryRun;
 pub use error::Error;
 use error::{describe, is_immutable, retrying};
 pub use inventory::{Applied, Entry, Inventory};
@@ -193,15 +194,7 @@ impl Applier {
         self.ensure_namespace(target, &target.host_namespace, false)
             .await?;
         let previous = self.inventory(target).await?;
-        let new_kinds: NewKinds = objects
-            .iter()
-            .filter(|o| o.id.kind == "CustomResourceDefinition")
-            .filter_map(|o| {
-                let group = o.value.pointer("/spec/group")?.as_str()?;
-                let kind = o.value.pointer("/spec/names/kind")?.as_str()?;
-                Some((group.to_owned(), kind.to_owned()))
-            })
-            .collect();
+        let new_kinds = new_kinds(&objects);
         let next = Inventory {
             entries: objects.iter().map(|o| Entry::of(&o.id)).collect(),
             ..Default::default()
@@ -485,6 +478,14 @@ impl Applier {
                 .map_err(|e| at(&e))?;
             tracing::info!(kit = %target.kit, object = %object.id, "took over fields written by kubectl");
         }
+        let kept = live
+            .as_ref()
+            .map(|l| kept_by_server(&object.value, l))
+            .unwrap_or_default();
+        if !kept.is_empty() && target.recreate {
+            tracing::info!(kit = %target.kit, object = %object.id, "a field Git dropped cannot change in place; recreating");
+            self.recreate(&api, object).await.map_err(|e| at(&e))?;
+        }
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if target.force {
             params = params.force();
@@ -507,6 +508,15 @@ impl Applier {
             }
             other => other.map_err(|e| at(&e))?,
         };
+        if let Some((path, value)) = kept.first()
+            && !target.recreate
+        {
+            // Applied, but not to what Git says: the kit is not converged.
+            return Err(format!(
+                "{path} stays {value}: Git no longer sets it and the server keeps it, because it cannot change in place (set `recreate: true` in kit.yaml to delete and recreate the object)"
+            )
+            .into());
+        }
         Ok((
             Outcome::Applied,
             Applied {
@@ -579,6 +589,46 @@ pub fn is_established(crd: &DynamicObject) -> bool {
                 .iter()
                 .any(|c| c["type"] == "Established" && c["status"] == "True")
         })
+}
+
+/// (group, kind) of every CRD among `objects`.
+fn new_kinds(objects: &[Object]) -> NewKinds {
+    objects
+        .iter()
+        .filter(|o| o.id.kind == "CustomResourceDefinition")
+        .filter_map(|o| {
+            let group = o.value.pointer("/spec/group")?.as_str()?;
+            let kind = o.value.pointer("/spec/names/kind")?.as_str()?;
+            Some((group.to_owned(), kind.to_owned()))
+        })
+        .collect()
+}
+
+/// Fields Git no longer sets that the live object keeps because they cannot change in
+/// place, as (JSON pointer, live value). Today: a headless Service (`clusterIP: None`)
+/// whose manifest no longer says so stays headless; a fresh Service would get an address.
+pub(crate) fn kept_by_server(
+    desired: &serde_json::Value,
+    live: &DynamicObject,
+) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let kind = desired.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    let api_version = desired.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+    if kind == "Service" && api_version == "v1" {
+        let wanted = desired
+            .pointer("/spec/clusterIP")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let live_ip = live
+            .data
+            .pointer("/spec/clusterIP")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if wanted.is_empty() && live_ip == "None" {
+            out.push(("/spec/clusterIP".to_owned(), serde_json::Value::from("None")));
+        }
+    }
+    out
 }
 
 /// Objects in apply order: Namespaces and CRDs, other cluster-scoped objects, namespaced ones.

@@ -213,8 +213,8 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
         let applier = Applier::new(args.cluster.config().await?)
             .context("creating the Kubernetes client")?
             .with_concurrency(args.concurrency);
-        let changes = match applier.diff(&target, objects).await {
-            Ok(changes) => changes,
+        let dry_run = match applier.dry_run(&target, objects).await {
+            Ok(dry_run) => dry_run,
             Err(apply::Error::Stage { failed, .. }) => {
                 for (id, why) in &failed {
                     eprintln!("failed   {id}: {why}");
@@ -227,7 +227,16 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
             }
             Err(e) => return Err(e.into()),
         };
-        for change in &changes {
+        let changes = &dry_run.changes;
+        let notes = |id: &crate::object::ObjectRef| -> Vec<&String> {
+            dry_run
+                .notes
+                .iter()
+                .filter(|(n, _)| n == id)
+                .map(|(_, note)| note)
+                .collect()
+        };
+        for change in changes {
             match change {
                 ObjectDiff::Added { object } => outln!("+ {object}"),
                 ObjectDiff::Removed { object } => outln!("- {object} (to be pruned)"),
@@ -245,6 +254,14 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
                         );
                     }
                 }
+            }
+            let object = match change {
+                ObjectDiff::Added { object }
+                | ObjectDiff::Removed { object }
+                | ObjectDiff::Changed { object, .. } => object,
+            };
+            for note in notes(object) {
+                outln!("    note: {note}");
             }
         }
         Ok(if changes.is_empty() {

@@ -478,3 +478,102 @@ async fn objects_from_client_side_apply_are_taken_over() {
         "{annotations:?}"
     );
 }
+
+/// Cases 07, 15 and 16: diff tells the truth. Creations are dry-run (the server's refusal
+/// shows), a custom resource waiting for its CRD and an object whose namespace sync will
+/// create are shown with a note, and a headless Service whose `clusterIP: None` left Git is
+/// a difference that sync reports and `recreate` resolves.
+#[tokio::test]
+async fn diff_dry_runs_creations_and_shows_what_the_server_keeps() {
+    use kitsync::diff::ObjectDiff;
+    let id = std::process::id();
+    let ns = ControlPlane::shared()
+        .namespace("case-diff")
+        .await
+        .expect("namespace");
+    let applier = applier().await;
+    let t = target(&ns, &ns);
+
+    // A label value the API server refuses, on an object that does not exist yet.
+    let bad =
+        parse("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  labels:\n    quote: 'a\"b'\n");
+    let err = applier.dry_run(&t, bad).await.expect_err("the server refuses");
+    let kitsync::apply::Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        failed[0].1.contains("metadata.labels") && failed[0].1.contains("422"),
+        "{failed:?}"
+    );
+
+    // A CRD and its custom resource in one run; a namespace that does not exist yet.
+    let group = format!("diff{id}.example.com");
+    let other_ns = format!("case-diff-new-{id}");
+    let mut wide = target(&ns, &ns);
+    wide.cluster_scoped_allowed = true;
+    let objects = parse(&format!(
+        "{}---\napiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\n",
+        crd(&group, "")
+    ));
+    let dry = applier.dry_run(&wide, objects).await.expect("dry run");
+    assert_eq!(dry.changes.len(), 2, "{:?}", dry.changes);
+    assert!(dry.changes.iter().all(|c| matches!(c, ObjectDiff::Added { .. })));
+    let (noted, note) = &dry.notes[0];
+    assert_eq!(noted.kind, "Gadget");
+    assert!(note.contains("CustomResourceDefinition of this kit"), "{note}");
+    let elsewhere = target(&other_ns, &other_ns);
+    let dry = applier
+        .dry_run(
+            &elsewhere,
+            parse("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"),
+        )
+        .await
+        .expect("dry run");
+    assert!(dry.notes[0].1.contains("does not exist yet"), "{:?}", dry.notes);
+
+    // A headless Service whose clusterIP: None is dropped from Git.
+    let headless = "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\nspec:\n  clusterIP: None\n  selector: {app: db}\n  ports: [{port: 5432}]\n";
+    applier.apply(&t, parse(headless)).await.expect("headless");
+    let plain = headless.replace("  clusterIP: None\n", "");
+    let dry = applier.dry_run(&t, parse(&plain)).await.expect("dry run");
+    let changed = dry
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            ObjectDiff::Changed { object, fields } if object.kind == "Service" => Some(fields.clone()),
+            _ => None,
+        })
+        .expect("the Service differs");
+    assert!(
+        changed
+            .iter()
+            .any(|f| f.path == "/spec/clusterIP" && f.before == Some(json!("None")) && f.after.is_none()),
+        "{changed:?}"
+    );
+    assert!(
+        dry.notes
+            .iter()
+            .any(|(_, n)| n.contains("cannot change in place"))
+    );
+    let err = applier
+        .apply(&t, parse(&plain))
+        .await
+        .expect_err("sync reports it");
+    assert!(err.to_string().contains("object(s) failed"), "{err}");
+    let kitsync::apply::Error::Stage { failed, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(failed[0].1.contains("recreate: true"), "{failed:?}");
+    let mut recreate = target(&ns, &ns);
+    recreate.recreate = true;
+    applier.apply(&recreate, parse(&plain)).await.expect("recreated");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(admin().await, &ns);
+    let ip = services
+        .get("db")
+        .await
+        .expect("service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .unwrap_or_default();
+    assert!(!ip.is_empty() && ip != "None", "no longer headless: {ip}");
+}
