@@ -92,7 +92,7 @@ impl Applier {
                     continue;
                 }
             };
-            let live = match api.get_opt(&object.id.name).await {
+            let live = match super::retrying(|| api.get_opt(&object.id.name)).await {
                 Ok(live) => live,
                 Err(e) => {
                     failed.push((object.id.clone(), describe(&e)));
@@ -113,10 +113,8 @@ impl Applier {
                     continue;
                 }
                 // A creation is dry-run too: what the server would refuse shows here.
-                match api
-                    .patch(&object.id.name, &params, &Patch::Apply(&object.value))
-                    .await
-                {
+                let patch = Patch::Apply(&object.value);
+                match super::retrying(|| api.patch(&object.id.name, &params, &patch)).await {
                     Ok(_) => out.changes.push(ObjectDiff::Added {
                         object: object.id.clone(),
                     }),
@@ -124,10 +122,8 @@ impl Applier {
                 }
                 continue;
             };
-            match api
-                .patch(&object.id.name, &params, &Patch::Apply(&object.value))
-                .await
-            {
+            let patch = Patch::Apply(&object.value);
+            match super::retrying(|| api.patch(&object.id.name, &params, &patch)).await {
                 Ok(result) => {
                     for (path, value) in super::kept_by_server(&object.value, &live) {
                         out.notes.push((
@@ -183,8 +179,7 @@ impl Applier {
                 let Ok(api) = self.api_for(&client, &id, &none).await else {
                     continue;
                 };
-                let owned = api
-                    .get_opt(&id.name)
+                let owned = super::retrying(|| api.get_opt(&id.name))
                     .await
                     .ok()
                     .flatten()

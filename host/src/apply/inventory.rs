@@ -163,7 +163,10 @@ fn check_owner(cm: &ConfigMap, kit: &str) -> Result<(), String> {
 pub async fn load(client: &kube::Client, host_namespace: &str, kit: &str) -> Result<Inventory, String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), host_namespace);
     let name = configmap_name(kit);
-    let Some(head) = api.get_opt(&name).await.map_err(|e| e.to_string())? else {
+    let Some(head) = super::retrying(|| api.get_opt(&name))
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(Inventory::default());
     };
     check_owner(&head, kit)?;
@@ -180,8 +183,7 @@ pub async fn load(client: &kube::Client, host_namespace: &str, kit: &str) -> Res
         } else {
             legacy_shard_name(kit, index)
         };
-        let shard = api
-            .get_opt(&shard_name)
+        let shard = super::retrying(|| api.get_opt(&shard_name))
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{host_namespace}/{name}: shard {index} of {shards} is missing"))?;
@@ -227,8 +229,8 @@ pub async fn store(
     if pieces.is_empty() {
         pieces.push("");
     }
-    let previous_head = api
-        .get_opt(&configmap_name(kit))
+    let head_name = configmap_name(kit);
+    let previous_head = super::retrying(|| api.get_opt(&head_name))
         .await
         .map_err(|e| e.to_string())?;
     if let Some(head) = &previous_head {
@@ -254,20 +256,18 @@ pub async fn store(
             "data": data,
         });
         async move {
-            api.patch(
-                &name,
-                &PatchParams::apply(super::FIELD_MANAGER).force(),
-                &Patch::Apply(&cm),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("{name}: {e}"))
+            let params = PatchParams::apply(super::FIELD_MANAGER).force();
+            let patch = Patch::Apply(&cm);
+            super::retrying(|| api.patch(&name, &params, &patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{name}: {e}"))
         }
     };
     for (index, piece) in pieces.iter().enumerate().skip(1) {
         // Never overwrite a ConfigMap that is not this kit's.
-        if let Some(existing) = api
-            .get_opt(&shard_name(kit, index))
+        let shard = shard_name(kit, index);
+        if let Some(existing) = super::retrying(|| api.get_opt(&shard))
             .await
             .map_err(|e| e.to_string())?
         {
@@ -292,13 +292,17 @@ pub async fn store(
         (1..previous_shards).map(|i| legacy_shard_name(kit, i)).collect()
     };
     for name in stale {
-        let Some(existing) = api.get_opt(&name).await.map_err(|e| e.to_string())? else {
+        let Some(existing) = super::retrying(|| api.get_opt(&name))
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             continue;
         };
         if check_owner(&existing, kit).is_err() {
             continue;
         }
-        match api.delete(&name, &Default::default()).await {
+        let params = kube::api::DeleteParams::default();
+        match super::retrying(|| api.delete(&name, &params)).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(format!("{name}: {e}")),

@@ -557,10 +557,12 @@ impl Applier {
         let deadline = Instant::now() + Duration::from_secs(60);
         for crd in crds {
             loop {
-                let live = api.get_opt(&crd.id.name).await.map_err(|e| Error::Unavailable {
-                    kit: target.kit.clone(),
-                    message: describe(&e),
-                })?;
+                let live = retrying(|| api.get_opt(&crd.id.name))
+                    .await
+                    .map_err(|e| Error::Unavailable {
+                        kit: target.kit.clone(),
+                        message: describe(&e),
+                    })?;
                 if live.as_ref().is_some_and(is_established) {
                     break;
                 }

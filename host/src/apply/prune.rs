@@ -54,10 +54,12 @@ impl Applier {
                     continue;
                 }
             };
-            let live = api.get_opt(&id.name).await.map_err(|e| Error::Unavailable {
-                kit: target.kit.clone(),
-                message: describe(&e),
-            })?;
+            let live = super::retrying(|| api.get_opt(&id.name))
+                .await
+                .map_err(|e| Error::Unavailable {
+                    kit: target.kit.clone(),
+                    message: describe(&e),
+                })?;
             let Some(live) = live else {
                 // Already gone: nothing to keep tracking.
                 out.push((entry, Outcome::Pruned));
@@ -89,7 +91,8 @@ impl Applier {
                 out.push((entry, terminating(&live)));
                 continue;
             }
-            match api.delete(&id.name, &DeleteParams::background()).await {
+            let params = DeleteParams::background();
+            match super::retrying(|| api.delete(&id.name, &params)).await {
                 // Held by finalizers: it stays tracked (and is not reported pruned) until gone.
                 Ok(result) => match result.left() {
                     Some(still) if still.metadata.deletion_timestamp.is_some() => {

@@ -221,7 +221,8 @@ impl Pipeline {
         locator: &mut Locator<'_>,
         findings: &mut Vec<Finding>,
     ) -> Result<Vec<Object>, Failure> {
-        let mut objects = read_manifests(snapshot, kit)?;
+        let mut objects =
+            read_manifests(snapshot, kit).map_err(|all| report_all(all, &kit.name, locator, findings))?;
         for note in guard::normalize(&mut objects) {
             findings.push(locator.place(&kit.name, HOST_SOURCE, note, &objects));
         }
@@ -232,7 +233,7 @@ impl Pipeline {
             host_namespace: &self.settings.host_namespace,
         };
         guard::apply_defaults(&scope, &mut objects);
-        check_duplicates(&objects)?;
+        check_duplicates(&objects).map_err(|all| report_all(all, &kit.name, locator, findings))?;
 
         // Every plugin is loaded and configured before any runs, so each bad config or
         // missing plugin of the kit is reported in one run, at its line.
@@ -253,24 +254,8 @@ impl Pipeline {
                 Err(failure) => failures.push(failure),
             }
         }
-        let mut failures = failures.into_iter();
-        if let Some(first) = failures.next() {
-            for other in failures {
-                findings.push(Finding {
-                    kit: kit.name.clone(),
-                    source: HOST_SOURCE.into(),
-                    diagnostic: Diagnostic {
-                        severity: Severity::Error,
-                        rule: other.rule.into(),
-                        message: other.message,
-                        object: None,
-                        path: None,
-                    },
-                    snippet: other.location.as_ref().and_then(|l| locator.snippet(l)),
-                    location: other.location,
-                });
-            }
-            return Err(first);
+        if !failures.is_empty() {
+            return Err(report_all(failures, &kit.name, locator, findings));
         }
         let transforms_count = kit.transform.len() + platform.transform.len();
         let transforms = kit.transform.iter().chain(&platform.transform).enumerate();
@@ -284,7 +269,7 @@ impl Pipeline {
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
             objects = output.objects;
             guard::apply_defaults(&scope, &mut objects);
-            check_duplicates(&objects)?;
+            check_duplicates(&objects).map_err(|all| report_all(all, &kit.name, locator, findings))?;
             findings.extend(
                 output
                     .diagnostics
@@ -377,6 +362,36 @@ impl Pipeline {
     }
 }
 
+/// Records every failure but the first as a finding and returns the first, which the
+/// caller reports as the reason the kit is blocked.
+fn report_all(
+    failures: Vec<Failure>,
+    kit: &str,
+    locator: &Locator<'_>,
+    findings: &mut Vec<Finding>,
+) -> Failure {
+    let mut failures = failures.into_iter();
+    let first = failures
+        .next()
+        .unwrap_or_else(|| Failure::new("kitsync/internal", "no failure recorded"));
+    for other in failures {
+        findings.push(Finding {
+            kit: kit.to_owned(),
+            source: HOST_SOURCE.into(),
+            diagnostic: Diagnostic {
+                severity: Severity::Error,
+                rule: other.rule.into(),
+                message: other.message,
+                object: None,
+                path: None,
+            },
+            snippet: other.location.as_ref().and_then(|l| locator.snippet(l)),
+            location: other.location,
+        });
+    }
+    first
+}
+
 fn failed(
     kit: &str,
     namespace: &str,
@@ -429,43 +444,62 @@ fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Lo
     }
 }
 
-fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Failure> {
+/// Every manifest of the kit; every file that cannot be read is reported, not only the first.
+fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Failure>> {
     let mut objects = Vec::new();
+    let mut failures = Vec::new();
     for file in &kit.manifests {
         let Some(bytes) = snapshot.get(file) else { continue };
-        let text = std::str::from_utf8(bytes).map_err(|e| Failure {
-            rule: "kitsync/invalid-manifest",
-            message: format!("{file}: not UTF-8: {e}"),
-            location: None,
-        })?;
-        objects.extend(manifest::parse(file, text).map_err(|e| {
-            let location = match &e {
-                manifest::Error::Syntax {
-                    file, line, column, ..
-                } => Some(crate::diagnostic::Location {
-                    file: file.clone(),
-                    line: u32::try_from(*line).unwrap_or(0),
-                    column: u32::try_from(*column).ok().filter(|c| *c > 0),
-                }),
-                manifest::Error::NotAnObject { file, line, .. }
-                | manifest::Error::MissingIdentity { file, line, .. } => Some(crate::diagnostic::Location {
-                    file: file.clone(),
-                    line: *line,
-                    column: None,
-                }),
-                manifest::Error::TooLarge { .. } => None,
-            };
-            Failure {
-                rule: "kitsync/invalid-manifest",
-                message: e.to_string(),
-                location,
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                failures.push(Failure {
+                    rule: "kitsync/invalid-manifest",
+                    message: format!("{file}: not UTF-8: {e}"),
+                    location: None,
+                });
+                continue;
             }
-        })?);
+        };
+        match manifest::parse(file, text) {
+            Ok(parsed) => objects.extend(parsed),
+            Err(e) => {
+                let location = match &e {
+                    manifest::Error::Syntax {
+                        file, line, column, ..
+                    } => Some(crate::diagnostic::Location {
+                        file: file.clone(),
+                        line: u32::try_from(*line).unwrap_or(0),
+                        column: u32::try_from(*column).ok().filter(|c| *c > 0),
+                    }),
+                    manifest::Error::NotAnObject { file, line, .. }
+                    | manifest::Error::MissingIdentity { file, line, .. } => {
+                        Some(crate::diagnostic::Location {
+                            file: file.clone(),
+                            line: *line,
+                            column: None,
+                        })
+                    }
+                    manifest::Error::TooLarge { .. } => None,
+                };
+                failures.push(Failure {
+                    rule: "kitsync/invalid-manifest",
+                    message: e.to_string(),
+                    location,
+                });
+            }
+        }
     }
-    Ok(objects)
+    if failures.is_empty() {
+        Ok(objects)
+    } else {
+        Err(failures)
+    }
 }
 
-fn check_duplicates(objects: &[Object]) -> Result<(), Failure> {
+/// Every object defined twice, each naming both places.
+fn check_duplicates(objects: &[Object]) -> Result<(), Vec<Failure>> {
+    let mut failures = Vec::new();
     let mut seen: HashMap<(&str, &str, Option<&str>, &str), &Object> = HashMap::new();
     for object in objects {
         let group = object.id.api_version.split_once('/').map_or("", |(g, _)| g);
@@ -481,7 +515,7 @@ fn check_duplicates(objects: &[Object]) -> Result<(), Failure> {
                     .as_ref()
                     .map_or("a transformer".to_owned(), |o| o.to_string())
             };
-            return Err(Failure {
+            failures.push(Failure {
                 rule: "kitsync/duplicate-object",
                 message: format!(
                     "{} is defined twice: at {} and at {}",
@@ -499,7 +533,11 @@ fn check_duplicates(objects: &[Object]) -> Result<(), Failure> {
             });
         }
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
+    }
 }
 
 fn describe(id: &ObjectRef) -> String {

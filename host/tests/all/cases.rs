@@ -577,3 +577,65 @@ async fn diff_dry_runs_creations_and_shows_what_the_server_keeps() {
         .unwrap_or_default();
     assert!(!ip.is_empty() && ip != "None", "no longer headless: {ip}");
 }
+
+/// Every broken file and every duplicate of a kit is reported in one run, each at its line.
+#[test]
+fn every_broken_file_and_duplicate_is_reported_in_one_run() {
+    let repo = tempfile::tempdir().expect("repo");
+    let write = |path: &str, text: &str| {
+        let path = repo.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("kits/broken/kit.yaml", "");
+    write(
+        "kits/broken/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n",
+    );
+    write(
+        "kits/broken/b.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {}\n",
+    );
+    write("kits/twice/kit.yaml", "");
+    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    write("kits/twice/a.yaml", &format!("{}---\n{}", cm("cm-x"), cm("cm-y")));
+    write("kits/twice/b.yaml", &format!("{}---\n{}", cm("cm-x"), cm("cm-y")));
+    let out = kitsync(&["check", repo.path().to_str().expect("utf-8"), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let located = |kit: &str| -> Vec<String> {
+        report["kits"]
+            .as_array()
+            .expect("kits")
+            .iter()
+            .find(|k| k["name"] == kit)
+            .expect("kit")["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}:{} {}",
+                    f["location"]["file"].as_str().unwrap_or("?"),
+                    f["location"]["line"],
+                    f["rule"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let mut broken = located("broken");
+    broken.sort();
+    assert_eq!(broken.len(), 2, "{broken:?}");
+    assert!(
+        broken[0].starts_with("kits/broken/a.yaml:") && broken[1].starts_with("kits/broken/b.yaml:1"),
+        "{broken:?}"
+    );
+    let twice = located("twice");
+    assert_eq!(twice.len(), 2, "{twice:?}");
+    assert!(
+        twice
+            .iter()
+            .all(|f| f.starts_with("kits/twice/b.yaml:") && f.ends_with("kitsync/duplicate-object")),
+        "{twice:?}"
+    );
+}
