@@ -5,7 +5,7 @@ use super::{
     new_kinds,
 };
 use crate::diff::{FieldChange, ObjectDiff};
-use crate::guard::{self, KIT_LABEL};
+use crate::guard::KIT_LABEL;
 use crate::object::{Object, ObjectRef};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use std::collections::HashMap;
@@ -41,21 +41,7 @@ impl Applier {
     /// [`Error::Guard`] before any request; [`Error::Stage`] listing every object the server
     /// would refuse; [`Error::Inventory`] or [`Error::Unavailable`].
     pub async fn dry_run(&self, target: &Target, mut objects: Vec<Object>) -> Result<DryRun, Error> {
-        let scope = guard::Scope {
-            kit: &target.kit,
-            namespace: &target.namespace,
-            cluster_scoped_allowed: target.cluster_scoped_allowed,
-            host_namespace: &target.host_namespace,
-        };
-        self.drop_stray_namespaces(&mut objects).await;
-        guard::apply_defaults(&scope, &mut objects);
-        let findings = guard::check(&scope, &objects);
-        if !findings.is_empty() {
-            return Err(Error::Guard {
-                kit: target.kit.clone(),
-                findings,
-            });
-        }
+        self.guard(target, &mut objects).await?;
         let previous = self.inventory(target).await?;
         let client = self.kit_client(target)?;
         let none = NewKinds::new();

@@ -178,18 +178,7 @@ impl Applier {
     /// orphans; prune runs only after every stage applied.
     pub async fn apply(&self, target: &Target, mut objects: Vec<Object>) -> Result<Report, Error> {
         let kit = target.kit.clone();
-        let scope = guard::Scope {
-            kit: &target.kit,
-            namespace: &target.namespace,
-            cluster_scoped_allowed: target.cluster_scoped_allowed,
-            host_namespace: &target.host_namespace,
-        };
-        self.drop_stray_namespaces(&mut objects).await;
-        guard::apply_defaults(&scope, &mut objects);
-        let findings = guard::check(&scope, &objects);
-        if !findings.is_empty() {
-            return Err(Error::Guard { kit, findings });
-        }
+        self.guard(target, &mut objects).await?;
 
         self.ensure_namespace(target, &target.host_namespace, false)
             .await?;
@@ -223,17 +212,29 @@ impl Applier {
             }
             // The futures are built eagerly: a lazy `StreamExt::map` closure over borrowed
             // objects makes the whole apply future non-`Send` for spawned callers (serve).
+            // Once one object has exhausted its retries on a transport or server fault, the
+            // rest of the stage is not attempted: the server is not hammered while it is down.
+            let unavailable = std::sync::atomic::AtomicBool::new(false);
             let pending: Vec<_> = members
                 .into_iter()
                 .map(|object| {
                     let client = client.clone();
                     let new_kinds = &new_kinds;
                     let previous = &previous;
+                    let unavailable = &unavailable;
                     async move {
-                        (
-                            object.id.clone(),
-                            self.apply_one(&client, target, object, new_kinds, previous).await,
-                        )
+                        let result = if unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+                            Err(ObjectFailure {
+                                message: "not attempted: the API server was unavailable".into(),
+                                transient: true,
+                            })
+                        } else {
+                            self.apply_one(&client, target, object, new_kinds, previous).await
+                        };
+                        if result.as_ref().is_err_and(|f| f.transient) {
+                            unavailable.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        (object.id.clone(), result)
                     }
                 })
                 .collect();
@@ -254,7 +255,10 @@ impl Applier {
             }
             if !failed.is_empty() && failed.iter().all(|(_, f)| f.transient) {
                 // The API server went away mid-stage: nothing is wrong with the kit.
-                let (id, first) = &failed[0];
+                let (id, first) = failed
+                    .iter()
+                    .find(|(_, f)| !f.message.starts_with("not attempted"))
+                    .unwrap_or(&failed[0]);
                 return Err(Error::Unavailable {
                     kit,
                     message: format!(
@@ -318,6 +322,28 @@ impl Applier {
         }
         report.inventory = kept_inventory;
         Ok(report)
+    }
+
+    /// Normalizes and defaults `objects` for `target` and checks them against the host guards,
+    /// before any write.
+    async fn guard(&self, target: &Target, objects: &mut [Object]) -> Result<(), Error> {
+        let scope = guard::Scope {
+            kit: &target.kit,
+            namespace: &target.namespace,
+            cluster_scoped_allowed: target.cluster_scoped_allowed,
+            host_namespace: &target.host_namespace,
+        };
+        self.drop_stray_namespaces(objects).await;
+        guard::apply_defaults(&scope, objects);
+        let findings = guard::check(&scope, objects);
+        if findings.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Guard {
+                kit: target.kit.clone(),
+                findings,
+            })
+        }
     }
 
     /// Drops `metadata.namespace` from objects whose kind the cluster serves as cluster-scoped

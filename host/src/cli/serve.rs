@@ -32,10 +32,11 @@ pub struct ServeArgs {
     /// With --source: an environment variable holding an https access token.
     #[arg(long, value_name = "VAR", requires = "source")]
     pub token_env: Option<String>,
-    /// With --source: kitsync's own namespace (Kits and inventories; no kit may write there).
+    /// With --source: kitsync's own namespace (Kits and inventories; no kit may write there)
+    /// [default: kitsync-system].
     #[arg(long, env = "KITSYNC_NAMESPACE", value_name = "NS", requires = "source")]
     pub host_namespace: Option<String>,
-    /// With --source: kits reconciled at once.
+    /// With --source: kits reconciled at once [default: 4].
     #[arg(long, value_name = "N", requires = "source")]
     pub concurrency: Option<usize>,
     /// Cluster access.

@@ -95,7 +95,7 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
             }],
         };
         eprint!("{}", report.format(crate::report::Format::Text));
-        bail!("kit {}: not applied: {reason}", kit.name);
+        bail!("kit {}: blocked before reaching the cluster: {reason}", kit.name);
     }
     let target = Target {
         kit: kit.name.clone(),
@@ -263,6 +263,9 @@ pub(super) fn diff(args: &SyncArgs) -> Result<Outcome> {
             for note in notes(object) {
                 outln!("    note: {note}");
             }
+        }
+        if changes.is_empty() {
+            eprintln!("kit {}: no differences", target.kit);
         }
         Ok(if changes.is_empty() {
             Outcome::Clean

@@ -112,7 +112,7 @@ impl Reconciler {
         let generation = match self.status.ensure(&name, &self.spec(&job)).await {
             Ok(g) => g,
             Err(message) => {
-                tracing::warn!(%message, "cannot record the kit's status; not applying");
+                tracing::warn!(reason = %message, "cannot record the kit's status; not applying");
                 return Outcome::Failed {
                     retryable: true,
                     message,
@@ -128,8 +128,8 @@ impl Reconciler {
         status.findings = findings(job.rendered);
 
         let (Some(kit), Some(platform), None) = (job.kit, job.platform, &job.rendered.failed) else {
-            let message = failure_message(job.rendered);
-            tracing::warn!(%message, "kit blocked before apply; it stays at its last applied revision");
+            let message = format!("revision {}: {}", short(&revision), failure_message(job.rendered));
+            tracing::warn!(reason = %message, "kit blocked before apply; it stays at its last applied revision");
             status.set_condition("Ready", false, "RenderFailed", &message);
             status.set_condition("Stalled", true, "RenderFailed", &message);
             status.clear_condition("Reconciling");
@@ -137,9 +137,10 @@ impl Reconciler {
             self.status
                 .event(
                     &name,
+                    &revision,
                     status::Severity::Warning,
                     "RenderFailed",
-                    &format!("revision {}: {message}", short(&revision)),
+                    &message,
                 )
                 .await;
             return Outcome::Failed {
@@ -224,12 +225,12 @@ impl Reconciler {
                 self.record(&name, &status).await;
                 if was_failing {
                     self.status
-                        .event(&name, status::Severity::Normal, "Recovered", &message)
+                        .event(&name, &revision, status::Severity::Normal, "Recovered", &message)
                         .await;
                 }
                 if applied + pruned > 0 {
                     self.status
-                        .event(&name, status::Severity::Normal, "Applied", &message)
+                        .event(&name, &revision, status::Severity::Normal, "Applied", &message)
                         .await;
                 }
                 if pruned > 0 {
@@ -242,6 +243,7 @@ impl Reconciler {
                     self.status
                         .event(
                             &name,
+                            &revision,
                             status::Severity::Normal,
                             "Pruned",
                             &format!("pruned {}", names.join(", ")),
@@ -254,8 +256,8 @@ impl Reconciler {
             }
             Err(error) => {
                 let retryable = error.is_retryable();
-                let message = apply_failure(&error);
-                tracing::warn!(%message, retryable, "apply failed; the kit stays at its last applied revision");
+                let message = format!("revision {}: {}", short(&revision), apply_failure(&error));
+                tracing::warn!(reason = %message, retryable, "apply failed; the kit stays at its last applied revision");
                 status.set_condition("Ready", false, "ApplyFailed", &message);
                 if retryable {
                     status.clear_condition("Stalled");
@@ -266,9 +268,10 @@ impl Reconciler {
                 self.status
                     .event(
                         &name,
+                        &revision,
                         status::Severity::Warning,
                         "ApplyFailed",
-                        &format!("revision {}: {message}", short(&revision)),
+                        &message,
                     )
                     .await;
                 Outcome::Failed { retryable, message }
@@ -305,7 +308,7 @@ impl Reconciler {
     pub async fn suspended(&self, job: Job<'_>) {
         let name = job.rendered.kit.clone();
         if let Err(message) = self.status.ensure(&name, &self.spec(&job)).await {
-            tracing::warn!(kit = %name, %message, "cannot record suspension");
+            tracing::warn!(kit = %name, reason = %message, "cannot record suspension");
         }
     }
 
@@ -349,6 +352,7 @@ impl Reconciler {
         self.status
             .event(
                 kit,
+                revision,
                 status::Severity::Normal,
                 "Removed",
                 &format!(
@@ -358,14 +362,14 @@ impl Reconciler {
             )
             .await;
         if let Err(message) = self.status.delete(kit).await {
-            tracing::warn!(kit, %message, "could not delete the Kit");
+            tracing::warn!(kit, reason = %message, "could not delete the Kit");
         }
         Ok(pruned)
     }
 
     async fn record(&self, kit: &str, status: &KitStatus) {
         if let Err(message) = self.status.write(kit, status).await {
-            tracing::warn!(kit, %message, "could not write the Kit's status");
+            tracing::warn!(kit, reason = %message, "could not write the Kit's status");
         }
     }
 }

@@ -201,7 +201,7 @@ impl Pipeline {
             }
         };
         if let Some(reason) = &failed {
-            tracing::warn!(reason, "kit blocked");
+            tracing::debug!(reason, "kit blocked");
         }
         Rendered {
             kit: kit.name.clone(),

@@ -392,7 +392,7 @@ impl SourceLoop {
                         &self.settings.path
                     }
                 );
-                tracing::error!(%message, "source stalled");
+                tracing::error!(reason = %message, "source stalled");
                 for name in &known {
                     self.shared.reconciler.stall(name, commit, &message).await;
                 }

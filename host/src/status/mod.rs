@@ -471,9 +471,9 @@ impl StatusWriter {
         Ok(())
     }
 
-    /// Publishes an Event on the Kit. Failures are logged, never fatal: an Event is a
-    /// courtesy, the status is the record.
-    pub async fn event(&self, kit: &str, severity: Severity, reason: &str, note: &str) {
+    /// Publishes an Event on the Kit about `revision`. Failures are logged, never fatal: an
+    /// Event is a courtesy, the status is the record.
+    pub async fn event(&self, kit: &str, revision: &str, severity: Severity, reason: &str, note: &str) {
         let uid = self.known.lock().await.get(kit).and_then(|k| k.uid.clone());
         let reference = k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some(format!("{GROUP}/{VERSION}")),
@@ -490,7 +490,10 @@ impl StatusWriter {
             },
             reason: reason.into(),
             note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
+            // The recorder folds Events with equal (reason, action, object) into one series
+            // that keeps its first message: the revision in the action keeps each revision's
+            // Event (and message) its own, while retries of one revision still fold.
+            action: format!("Reconcile@{}", revision.get(..12).unwrap_or(revision)),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &reference).await {

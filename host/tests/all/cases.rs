@@ -639,3 +639,98 @@ fn every_broken_file_and_duplicate_is_reported_in_one_run() {
         "{twice:?}"
     );
 }
+
+/// A TCP relay to the real API server that can cut every connection and refuse new ones:
+/// the network failing under a running apply. (The API server itself cannot be made to drop
+/// off the network mid-request; its answers are real until the cut.)
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    break;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let watch = async {
+                        while !flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = watch => {} // both ends dropped: the connection breaks mid-flight
+                    }
+                });
+            }
+        });
+        Relay { port, cut }
+    }
+}
+
+/// Case kind 8: the network failing in the middle of a stage leaves the kit retryable
+/// (Unavailable), after the engine's retries; nothing is pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_failure_mid_stage_is_retryable() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("case-net").await.expect("namespace");
+    let upstream: std::net::SocketAddr = plane
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .expect("server address");
+    let relay = Relay::start(upstream).await;
+    let mut config = plane.config().await.expect("config");
+    config.cluster_url = format!("https://127.0.0.1:{}", relay.port).parse().expect("url");
+    let applier = Applier::new(config).expect("applier").with_concurrency(2);
+    let objects: Vec<Object> = (0..300)
+        .map(|i| {
+            Object::new(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i:03}")}}),
+                None,
+            )
+            .expect("object")
+        })
+        .collect();
+    let cms: Api<ConfigMap> = Api::namespaced(admin().await, &ns);
+    let cut = relay.cut.clone();
+    let cutter = tokio::spawn(async move {
+        // Cut once the stage is under way: some objects written, most not.
+        loop {
+            let written = cms.list(&Default::default()).await.map_or(0, |l| l.items.len());
+            if written >= 10 {
+                cut.store(true, std::sync::atomic::Ordering::SeqCst);
+                return written;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let err = applier
+        .apply(&target(&ns, &ns), objects)
+        .await
+        .expect_err("the network went away");
+    let written_before_cut = cutter.await.expect("cutter");
+    assert!(written_before_cut < 300, "the cut came mid-stage");
+    assert!(err.is_retryable(), "{err:?}");
+    let kitsync::apply::Error::Unavailable { message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("stage 3"), "{message}");
+}

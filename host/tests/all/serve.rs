@@ -220,7 +220,8 @@ async fn resource_versions(ns: &str) -> Vec<(String, String)> {
     out
 }
 
-async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
+/// (reason, note) of the Events on a Kit.
+async fn event_notes(host_namespace: &str, kit: &str) -> Vec<(String, String)> {
     let client = ControlPlane::shared().client().await.expect("client");
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, host_namespace);
     api.list(&Default::default())
@@ -229,7 +230,15 @@ async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
         .items
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(kit))
-        .filter_map(|e| e.reason)
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
+    event_notes(host_namespace, kit)
+        .await
+        .into_iter()
+        .map(|(reason, _)| reason)
         .collect()
 }
 
@@ -288,8 +297,16 @@ async fn seed_scenario_commit_update_and_revert() {
     // smithereens' Kit may have been re-read but not re-applied: its objects are untouched.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(resource_versions(&smithereens).await, smithereens_before);
-    let reasons = events(&service.host_namespace, "manufracture").await;
-    assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
+    // Each revision's apply is an Event of its own, saying which revision.
+    let notes = event_notes(&service.host_namespace, "manufracture").await;
+    for revision in [&v5, &v6] {
+        assert!(
+            notes
+                .iter()
+                .any(|(reason, note)| reason == "Applied" && note.contains(&revision[..12])),
+            "{notes:?}"
+        );
+    }
 
     git(repo.path(), &["revert", "--no-edit", "HEAD"]);
     let reverted = git(repo.path(), &["rev-parse", "HEAD"]);
