@@ -24,13 +24,15 @@ pub struct SyncArgs {
     /// Required for a plain directory; a kit's comes from its kit.yaml.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
-    /// Kit name for the ownership label and the inventory [default: the namespace].
+    /// Kit name for the ownership label and the inventory [default: a plain directory's
+    /// namespace; a kit's directory name, or `root` for a kit at its repository's root].
     #[arg(long)]
     pub kit: Option<String>,
     /// Service account in the namespace whose identity every write uses.
     #[arg(long)]
     pub service_account: Option<String>,
-    /// Allow cluster-scoped objects (CRDs, ClusterRoles, ...).
+    /// Allow cluster-scoped objects (CRDs, ClusterRoles, ...) for this run, as if the platform
+    /// file listed the kit under `clusterScoped`.
     #[arg(long)]
     pub allow_cluster_scoped: bool,
     /// Take fields owned by other field managers instead of reporting conflicts.
@@ -70,10 +72,16 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
     } else {
         plain_directory(args)?
     };
-    let platform = discovery
+    let mut platform = discovery
         .platform
         .as_ref()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::kit::PLATFORM_FILE))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::kit::PLATFORM_FILE))?
+        .clone();
+    // The operator's flag for this one run: as if the platform listed the kit.
+    if args.allow_cluster_scoped {
+        platform.cluster_scoped.insert(kit.name.clone());
+    }
+    let platform = &platform;
     let engine = args
         .engine
         .engine_with(platform.plugin_memory_mib, platform.plugin_deadline_ms)?;
@@ -105,7 +113,7 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
             .service_account
             .clone()
             .or_else(|| kit.service_account.clone()),
-        cluster_scoped_allowed: args.allow_cluster_scoped || platform.cluster_scoped.contains(&kit.name),
+        cluster_scoped_allowed: platform.cluster_scoped.contains(&kit.name),
         revision: args.revision.clone(),
         prune: kit.prune && !args.no_prune,
         force: args.force || kit.force,
@@ -141,10 +149,16 @@ fn kit_of_repository(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
             root.display()
         );
     };
-    let kit = entry
+    let mut kit = entry
         .as_ref()
         .map_err(|e| anyhow::anyhow!("kit {name}: {e}"))?
         .clone();
+    // A kit at its repository's root has no directory name to go by: --kit names it.
+    if let Some(k) = &args.kit
+        && kit.dir.is_empty()
+    {
+        kit.name = k.clone();
+    }
     if let Some(ns) = &args.namespace
         && ns != &kit.namespace
     {
@@ -171,15 +185,20 @@ fn plain_directory(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
         );
     };
     let files = Snapshot::from_dir(&args.dir).with_context(|| format!("reading {}", args.dir.display()))?;
-    // The directory is the kit; nothing in it is a platform file.
+    // The directory is the kit; nothing in it is a platform file (the platform is empty).
+    let name = args.kit.clone().unwrap_or_else(|| namespace.clone());
     let kit_yaml = serde_json::json!({"namespace": namespace}).to_string();
+    let platform_yaml = "{}".to_owned();
     let snapshot = Snapshot::from_files(
         files.revision.clone(),
         files
             .files()
             .filter(|(path, _)| *path != crate::kit::PLATFORM_FILE)
             .map(|(path, bytes)| (path.to_owned(), bytes.to_vec()))
-            .chain([(crate::kit::KIT_FILE.to_owned(), kit_yaml.into_bytes())]),
+            .chain([
+                (crate::kit::KIT_FILE.to_owned(), kit_yaml.into_bytes()),
+                (crate::kit::PLATFORM_FILE.to_owned(), platform_yaml.into_bytes()),
+            ]),
     )?;
     let discovery = crate::kit::discover(&snapshot);
     let mut kit = match discovery.kits.values().next() {
@@ -187,7 +206,7 @@ fn plain_directory(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
         Some(Err(e)) => bail!("{}: {e}", args.dir.display()),
         None => bail!("{}: no manifests", args.dir.display()),
     };
-    kit.name = args.kit.clone().unwrap_or(namespace);
+    kit.name = name;
     Ok((snapshot, discovery, kit))
 }
 
