@@ -547,6 +547,29 @@ async fn sync_applies_a_kit_directory_through_the_render() {
     );
     let cms: Api<ConfigMap> = Api::namespaced(admin().await, &plain_ns);
     assert!(cms.get_opt("plain").await.expect("get").is_some());
+
+    // A cluster-scoped object needs the operator's --allow-cluster-scoped (or the platform's
+    // clusterScoped), in the render as at apply.
+    std::fs::write(
+        plain.path().join("role.yaml"),
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {plain_ns}-reader\nrules: []\n"),
+    )
+    .expect("write");
+    let out = kitsync_sync(&["--namespace", &plain_ns], plain.path()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("kitsync/cluster-scoped"), "{stderr}");
+    let out = kitsync_sync(
+        &["--namespace", &plain_ns, "--allow-cluster-scoped"],
+        plain.path(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Write requests kitsync sent for a kit, from the audit log: in its namespace, or to its
