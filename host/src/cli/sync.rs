@@ -139,9 +139,11 @@ fn kit_of_repository(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
         .to_owned();
     let snapshot = Snapshot::from_dir(&root).with_context(|| format!("reading {}", root.display()))?;
     let discovery = crate::kit::discover(&snapshot);
+    // Discovery names a kit after its directory, `root` at the repository root.
+    let wanted = rel.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("root");
     let Some((name, entry)) = discovery.kits.iter().find(|(name, k)| match k {
         Ok(kit) => kit.dir == rel,
-        Err(_) => rel.rsplit('/').next() == Some(name.as_str()),
+        Err(_) => name.as_str() == wanted,
     }) else {
         bail!(
             "{} is not a kit of the repository at {}",

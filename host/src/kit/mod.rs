@@ -64,6 +64,16 @@ pub enum Error {
         /// What is wrong, naming the kits involved.
         message: String,
     },
+    /// The kit holds entries that are never read: symlinks, `.git` entries, names that are not
+    /// UTF-8 or differ only in case, files over the size limit, directories nested too deep,
+    /// or more files than a kit may hold.
+    #[error("{file}: {message}")]
+    Unsafe {
+        /// The first offending path (repository-relative, escaped when not UTF-8).
+        file: String,
+        /// Every offending entry and why.
+        message: String,
+    },
     /// Two kit directories have the same name.
     #[error("two kits are named {name}: {first} and {second}")]
     DuplicateName {
@@ -154,21 +164,51 @@ pub struct Discovery {
     pub kits: BTreeMap<String, Result<Kit, Error>>,
 }
 
+/// Most manifest files one kit may hold.
+pub const MAX_KIT_FILES: usize = 5_000;
+
+/// Symlinks and refused entries at `path` exactly, as (path, why).
+fn unsafe_at(snapshot: &Snapshot, path: &str) -> Option<String> {
+    if snapshot.symlinks.iter().any(|s| s == path) {
+        return Some(format!("{path} is a symlink; symlinks are never followed"));
+    }
+    snapshot
+        .refused
+        .iter()
+        .find(|r| r.path == path)
+        .map(|r| format!("{path}: {}", r.reason))
+}
+
 /// Finds every kit in `snapshot` and parses the platform file.
+///
+/// Nothing in the tree is followed or guessed at: a kit holding a symlink or a refused
+/// entry (see [`crate::source::Refused`]) is an error for that kit alone, and a symlinked
+/// platform file is an error, never "no platform file".
 pub fn discover(snapshot: &Snapshot) -> Discovery {
-    let platform = match snapshot.get(PLATFORM_FILE) {
-        Some(bytes) => files::parse_platform(PLATFORM_FILE, bytes),
-        None => Ok(Platform::default()),
+    let platform = match (snapshot.get(PLATFORM_FILE), unsafe_at(snapshot, PLATFORM_FILE)) {
+        (_, Some(why)) => Err(Error::Unsafe {
+            file: PLATFORM_FILE.to_owned(),
+            message: why,
+        }),
+        (Some(bytes), None) => files::parse_platform(PLATFORM_FILE, bytes),
+        (None, None) => Ok(Platform::default()),
     };
     let defaults = platform.as_ref().map(|p| p.defaults.clone()).unwrap_or_default();
 
-    let kit_dirs: Vec<String> = snapshot
+    // A kit.yaml that is a symlink or refused still makes its directory a kit (one that
+    // fails), so replacing it can never make a kit look removed and get it pruned.
+    let mut kit_dirs: Vec<String> = snapshot
         .files()
-        .filter_map(|(path, _)| {
+        .map(|(path, _)| path)
+        .chain(snapshot.symlinks.iter().map(String::as_str))
+        .chain(snapshot.refused.iter().map(|r| r.path.as_str()))
+        .filter_map(|path| {
             let dir = path.strip_suffix(KIT_FILE)?;
             (dir.is_empty() || dir.ends_with('/')).then(|| dir.trim_end_matches('/').to_owned())
         })
         .collect();
+    kit_dirs.sort();
+    kit_dirs.dedup();
 
     let mut kits: BTreeMap<String, Result<Kit, Error>> = BTreeMap::new();
     let mut dirs_by_name: BTreeMap<String, String> = BTreeMap::new();
@@ -207,9 +247,22 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
             continue;
         }
         texts.insert(name.clone(), String::from_utf8_lossy(bytes).into_owned());
-        let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).map(|mut kit| {
+        if let Some(error) = unsafe_entries(snapshot, dir, &kit_dirs) {
+            kits.insert(name.clone(), Err(error));
+            continue;
+        }
+        let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).and_then(|mut kit| {
             kit.manifests = manifests_of(snapshot, dir, &kit_dirs, &kit.manifests);
-            kit
+            if kit.manifests.len() > MAX_KIT_FILES {
+                return Err(Error::Unsafe {
+                    file,
+                    message: format!(
+                        "kit {name} has {} manifest files, more than the {MAX_KIT_FILES} a kit may hold",
+                        kit.manifests.len()
+                    ),
+                });
+            }
+            Ok(kit)
         });
         if let Ok(kit) = &kit {
             namespaces
@@ -236,6 +289,56 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
     }
     graph::validate(&mut kits, &texts);
     Discovery { platform, kits }
+}
+
+/// The symlinks and refused entries below kit directory `dir` (not below kits nested in it),
+/// as one error naming each, or `None`.
+fn unsafe_entries(snapshot: &Snapshot, dir: &str, kit_dirs: &[String]) -> Option<Error> {
+    let prefix = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    let nested: Vec<String> = kit_dirs
+        .iter()
+        .filter(|d| d.as_str() != dir && (prefix.is_empty() || d.starts_with(&prefix)))
+        .map(|d| format!("{d}/"))
+        .collect();
+    let mine = |path: &str| path.starts_with(&prefix) && !nested.iter().any(|n| path.starts_with(n.as_str()));
+    let mut problems: Vec<(String, String)> = snapshot
+        .symlinks
+        .iter()
+        .filter(|p| mine(p))
+        .map(|p| {
+            (
+                p.clone(),
+                format!("{p} is a symlink; symlinks are never followed"),
+            )
+        })
+        .chain(
+            snapshot
+                .refused
+                .iter()
+                .filter(|r| mine(&r.path))
+                .map(|r| (r.path.clone(), format!("{}: {}", r.path, r.reason))),
+        )
+        .collect();
+    problems.sort();
+    let (first, _) = problems.first()?.clone();
+    let shown: Vec<String> = problems.iter().take(10).map(|(_, why)| why.clone()).collect();
+    let more = problems.len().saturating_sub(10);
+    Some(Error::Unsafe {
+        file: first,
+        message: format!(
+            "{}{}",
+            shown.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    })
 }
 
 fn is_yaml(path: &str) -> bool {

@@ -143,6 +143,13 @@ impl Pipeline {
                                 message.clone(),
                                 kit_error_location(e),
                             ),
+                            (Ok(_), Err(e @ crate::kit::Error::Unsafe { message, .. })) => failed(
+                                name,
+                                "",
+                                "kitsync/unsafe-entry",
+                                message.clone(),
+                                kit_error_location(e),
+                            ),
                             (Ok(_), Err(e)) => {
                                 failed(name, "", "kitsync/kit-file", e.to_string(), kit_error_location(e))
                             }
@@ -329,13 +336,23 @@ impl Pipeline {
     }
 
     fn configured(&self, snapshot: &Snapshot, spec: &PluginSpec, kit: &str) -> Result<Configured, Failure> {
-        let bytes = snapshot.get(&spec.path).ok_or_else(|| Failure {
-            rule: "kitsync/plugin-missing",
-            message: format!(
-                "plugin {} (declared in {}) does not exist at this revision",
-                spec.path, spec.declared_in
-            ),
-            location: None,
+        let bytes = snapshot.get(&spec.path).ok_or_else(|| {
+            let why = if snapshot.symlinks.contains(&spec.path) {
+                "is a symlink; symlinks are never followed"
+            } else if snapshot.refused.iter().any(|r| r.path == spec.path) {
+                "was refused (see the snapshot's refused entries: too large or an odd name)"
+            } else {
+                "does not exist at this revision"
+            };
+            Failure {
+                rule: "kitsync/plugin-missing",
+                message: format!("plugin {} (declared in {}) {why}", spec.path, spec.declared_in),
+                location: Some(crate::diagnostic::Location {
+                    file: spec.declared_in.clone(),
+                    line: spec.config_line.and_then(|l| u32::try_from(l).ok()).unwrap_or(1),
+                    column: None,
+                }),
+            }
         })?;
         let plugin = self.load(&spec.path, bytes, &spec.sha256)?;
         plugin
@@ -435,11 +452,13 @@ fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Lo
             line: u32::try_from(*line).unwrap_or(0),
             column: None,
         }),
-        crate::kit::Error::Invalid { file, .. } => Some(crate::diagnostic::Location {
-            file: file.clone(),
-            line: 1,
-            column: None,
-        }),
+        crate::kit::Error::Invalid { file, .. } | crate::kit::Error::Unsafe { file, .. } => {
+            Some(crate::diagnostic::Location {
+                file: file.clone(),
+                line: 1,
+                column: None,
+            })
+        }
         _ => None,
     }
 }

@@ -30,4 +30,4 @@ pub use error::{Error, Result};
 pub use git::{CommitInfo, PollOutcome, Source, SourceConfig};
 pub use redact::{redact_text, redact_url};
 pub use refspec::RefSpec;
-pub use snapshot::{Limits, Snapshot, WORKTREE};
+pub use snapshot::{Limits, MAX_DEPTH, Refused, Snapshot, WORKTREE, escape_name};

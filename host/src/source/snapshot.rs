@@ -11,6 +11,36 @@ use std::sync::Arc;
 /// The `revision` of a snapshot read from a plain directory.
 pub const WORKTREE: &str = "worktree";
 
+/// Deepest directory nesting read; deeper entries are refused, not read.
+pub const MAX_DEPTH: usize = 32;
+
+/// A tree entry that is not read: a `.git` entry, a name that is not UTF-8 or not a valid
+/// file name, a name differing from another only in case, a file over the per-file limit, or
+/// an entry nested too deep. The kit that holds it fails; other kits go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Repository-relative path; bytes that are not UTF-8 are shown as `\xNN`.
+    pub path: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+/// A file name as text, lossless: printable ASCII as it is, `\` doubled, every other byte
+/// of a name that is not UTF-8 as `\xNN`.
+pub fn escape_name(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes
+            .iter()
+            .map(|b| match b {
+                b'\\' => "\\\\".to_owned(),
+                0x20..=0x7e => char::from(*b).to_string(),
+                _ => format!("\\x{b:02x}"),
+            })
+            .collect(),
+    }
+}
+
 /// Size limits on what a snapshot may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -42,6 +72,8 @@ pub struct Snapshot {
     pub symlinks: Vec<String>,
     /// Submodules (gitlinks) in the tree, by path: skipped.
     pub submodules: Vec<String>,
+    /// Entries refused and not read, with why.
+    pub refused: Vec<Refused>,
     files: BTreeMap<String, Arc<[u8]>>,
 }
 
@@ -99,26 +131,33 @@ impl Snapshot {
             for entry in entries {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else {
-                    return Err(Error::BadRef {
-                        reference: entry.path().display().to_string(),
-                        reason: "file name is not UTF-8".into(),
-                    });
+                    use std::os::unix::ffi::OsStrExt;
+                    builder.refuse(
+                        format!("{prefix}{}", escape_name(name.as_bytes())),
+                        "its name is not UTF-8",
+                    );
+                    continue;
                 };
                 let path = format!("{prefix}{name}");
                 // `file_type` is the entry's own type: lstat, never the symlink's target.
                 let kind = entry.file_type().map_err(io(&entry.path()))?;
-                if kind.is_symlink() {
+                if prefix.is_empty() && (name == ".git" || (name == "target" && kind.is_dir())) {
+                    continue; // the checkout's own repository and build output
+                }
+                if name == ".git" {
+                    builder.refuse(path, "a .git entry inside the tree");
+                } else if kind.is_symlink() {
                     builder.symlinks.push(path);
                 } else if kind.is_dir() {
-                    if name == ".git" || (prefix.is_empty() && name == "target") {
+                    if builder.too_deep(&path) {
                         continue;
                     }
                     stack.push((entry.path(), format!("{path}/")));
                 } else if kind.is_file() {
-                    if name == ".git" {
-                        continue; // a worktree's or submodule's pointer file
-                    }
                     let listed = entry.metadata().map_err(io(&entry.path()))?;
+                    if builder.oversized(&path, listed.len()) {
+                        continue;
+                    }
                     builder.check(&path, listed.len())?;
                     let bytes = read_regular(&entry.path(), &listed).map_err(io(&entry.path()))?;
                     builder.add(path, bytes)?;
@@ -202,6 +241,16 @@ impl Snapshot {
             revision: self.revision.clone(),
             symlinks: strip(&self.symlinks),
             submodules: strip(&self.submodules),
+            refused: self
+                .refused
+                .iter()
+                .filter_map(|r| {
+                    Some(Refused {
+                        path: r.path.strip_prefix(&prefix)?.to_owned(),
+                        reason: r.reason.clone(),
+                    })
+                })
+                .collect(),
             files: self
                 .files
                 .iter()
@@ -263,29 +312,39 @@ pub(crate) fn read_commit(repo: &gix::Repository, commit: gix::ObjectId, limits:
         let decoded = tree.decode().map_err(git)?;
         for entry in &decoded.entries {
             let Ok(name) = std::str::from_utf8(entry.filename) else {
-                return Err(Error::BadRef {
-                    reference: format!("{prefix}{}", String::from_utf8_lossy(entry.filename)),
-                    reason: "file name is not UTF-8".into(),
-                });
+                builder.refuse(
+                    format!("{prefix}{}", escape_name(entry.filename)),
+                    "its name is not UTF-8",
+                );
+                continue;
             };
             let path = format!("{prefix}{name}");
             // Git refuses such names; a crafted tree could still hold them.
             if matches!(name, "" | "." | "..") || name.contains(['/', '\\', '\0']) {
-                return Err(Error::BadRef {
-                    reference: path,
-                    reason: "not a valid file name".into(),
-                });
+                builder.refuse(escape_name(path.as_bytes()), "not a valid file name");
+                continue;
+            }
+            if name.eq_ignore_ascii_case(".git") {
+                builder.refuse(path, "a .git entry inside the tree");
+                continue;
             }
             let oid = entry.oid.to_owned();
             let mode = entry.mode;
             if mode.is_tree() {
+                if builder.too_deep(&path) {
+                    continue;
+                }
                 stack.push((oid, format!("{path}/")));
             } else if mode.is_link() {
                 builder.symlinks.push(path);
             } else if mode.is_commit() {
                 builder.submodules.push(path);
             } else if mode.is_blob() {
+                // The size comes from the object header: a huge blob is never inflated.
                 let size = repo.find_header(oid).map_err(git)?.size();
+                if builder.oversized(&path, size) {
+                    continue;
+                }
                 builder.check(&path, size)?;
                 let data = repo.find_blob(oid).map_err(git)?.take_data();
                 builder.add(path, data)?;
@@ -319,9 +378,44 @@ struct Builder {
     files: BTreeMap<String, Arc<[u8]>>,
     symlinks: Vec<String>,
     submodules: Vec<String>,
+    refused: Vec<Refused>,
 }
 
 impl Builder {
+    fn refuse(&mut self, path: String, reason: impl Into<String>) {
+        self.refused.push(Refused {
+            path,
+            reason: reason.into(),
+        });
+    }
+
+    /// Refuses (and says so) a directory nested deeper than [`MAX_DEPTH`].
+    fn too_deep(&mut self, path: &str) -> bool {
+        let deep = path.split('/').count() >= MAX_DEPTH;
+        if deep {
+            self.refuse(
+                path.to_owned(),
+                format!("nested deeper than {MAX_DEPTH} directories"),
+            );
+        }
+        deep
+    }
+
+    /// Refuses (and says so) a file over the per-file limit, before it is read.
+    fn oversized(&mut self, path: &str, bytes: u64) -> bool {
+        let over = bytes > self.limits.file_bytes;
+        if over {
+            self.refuse(
+                path.to_owned(),
+                format!(
+                    "{bytes} bytes is over the per-file limit of {} bytes",
+                    self.limits.file_bytes
+                ),
+            );
+        }
+        over
+    }
+
     fn new(revision: String, limits: Limits) -> Self {
         Builder {
             revision,
@@ -330,6 +424,7 @@ impl Builder {
             files: BTreeMap::new(),
             symlinks: Vec::new(),
             submodules: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -365,10 +460,30 @@ impl Builder {
     fn finish(mut self) -> Snapshot {
         self.symlinks.sort();
         self.submodules.sort();
+        // Names that differ only in case are one file on a case-insensitive file system
+        // (a review checkout on a laptop) and two in Git: which one is read is ambiguous.
+        let mut by_folded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for path in self.files.keys().chain(&self.symlinks) {
+            by_folded
+                .entry(path.to_lowercase())
+                .or_default()
+                .push(path.clone());
+        }
+        for paths in by_folded.values().filter(|p| p.len() > 1) {
+            for path in paths {
+                let others: Vec<&str> = paths.iter().filter(|p| *p != path).map(String::as_str).collect();
+                self.refused.push(Refused {
+                    path: path.clone(),
+                    reason: format!("differs only in case from {}", others.join(", ")),
+                });
+            }
+        }
+        self.refused.sort_by(|a, b| a.path.cmp(&b.path));
         Snapshot {
             revision: self.revision,
             symlinks: self.symlinks,
             submodules: self.submodules,
+            refused: self.refused,
             files: self.files,
         }
     }

@@ -10,6 +10,7 @@ mod first_party;
 mod sandbox;
 mod serve;
 mod source;
+mod untrusted;
 
 use kitsync::Object;
 use kitsync::plugin::{Engine, EngineConfig, Limits, Plugin};

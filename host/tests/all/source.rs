@@ -569,16 +569,18 @@ fn from_dir_and_from_git_read_a_worktree() {
 }
 
 #[test]
-fn oversized_file_is_an_error_naming_it() {
+fn an_oversized_file_is_refused_unread_naming_it() {
     let dir = TempDir::new().expect("dir");
     std::fs::create_dir_all(dir.path().join("kits/a")).expect("mkdir");
     std::fs::write(dir.path().join("kits/a/big.yaml"), vec![b'#'; (16 << 20) + 1]).expect("write");
-    let err = Snapshot::from_dir(dir.path()).expect_err("too large");
-    let Error::TooLarge { path, bytes, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!((path.as_str(), *bytes), ("kits/a/big.yaml", (16 << 20) + 1));
-    assert!(err.to_string().contains("kits/a/big.yaml"), "{err}");
+    let snap = Snapshot::from_dir(dir.path()).expect("the other files are read");
+    assert!(snap.get("kits/a/big.yaml").is_none(), "not read");
+    let refused = &snap.refused[0];
+    assert_eq!(refused.path, "kits/a/big.yaml");
+    assert!(
+        refused.reason.contains(&((16 << 20) + 1).to_string()),
+        "{refused:?}"
+    );
 }
 
 #[test]

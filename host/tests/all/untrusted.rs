@@ -1,0 +1,251 @@
+//! The repository is untrusted input: crafted Git trees and working directories whose
+//! entries must never be followed or read (symlinks, `.git` entries, names that are not UTF-8
+//! or differ only in case, oversized blobs, deep nesting). Each fails its own kit, located;
+//! the other kits go on.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn git(dir: &Path, args: &[&str], input: Option<&[u8]>) -> String {
+    let mut child = Command::new("git")
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "user.name=Mallory",
+            "-c",
+            "user.email=m@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("git exits");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn blob(repo: &Path, bytes: &[u8]) -> String {
+    git(repo, &["hash-object", "-w", "--stdin"], Some(bytes))
+}
+
+/// A tree from (mode, name bytes, object id); `git mktree -z` takes any name bytes.
+fn tree(repo: &Path, entries: &[(&str, &[u8], String)]) -> String {
+    let mut input = Vec::new();
+    for (mode, name, id) in entries {
+        let kind = if *mode == "040000" { "tree" } else { "blob" };
+        input.extend_from_slice(format!("{mode} {kind} {id}\t").as_bytes());
+        input.extend_from_slice(name);
+        input.push(0);
+    }
+    git(repo, &["mktree", "-z"], Some(&input))
+}
+
+const CM: &[u8] = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n";
+
+fn kit(repo: &Path, extra: &[(&str, &[u8], String)]) -> String {
+    let mut entries = vec![
+        ("100644", b"kit.yaml".as_slice(), blob(repo, b"")),
+        ("100644", b"cm.yaml".as_slice(), blob(repo, CM)),
+    ];
+    entries.extend(extra.iter().cloned());
+    tree(repo, &entries)
+}
+
+fn check_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["check", "--format", "json"])
+        .args(args)
+        .output()
+        .expect("kitsync runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("root:x:0:0"), "a symlink target was read: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn kit_report<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["kits"]
+        .as_array()
+        .expect("kits")
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("kit {name} missing from {report:#}"))
+}
+
+fn blocked_by(report: &Value, name: &str, needle: &str, file: &str) {
+    let k = kit_report(report, name);
+    assert_eq!(k["status"], "blocked", "{name}: {k:#}");
+    let finding = &k["findings"][0];
+    assert_eq!(finding["rule"], "kitsync/unsafe-entry", "{name}: {finding:#}");
+    let message = finding["message"].as_str().unwrap_or("");
+    assert!(message.contains(needle), "{name}: wanted {needle:?} in {message}");
+    assert_eq!(finding["location"]["file"], file, "{name}: {finding:#}");
+}
+
+/// Crafted Git trees, read from Git objects over file://.
+#[test]
+fn odd_git_tree_entries_fail_their_own_kit() {
+    let repo = tempfile::tempdir().expect("repo");
+    let r = repo.path();
+    git(r, &["init", "-q", "--bare"], None);
+    let good = kit(r, &[]);
+    let link = blob(r, b"/etc/passwd");
+    let linked = kit(r, &[("120000", b"passwd.yaml", link.clone())]);
+    let git_config = tree(
+        r,
+        &[(
+            "100644",
+            b"config",
+            blob(r, b"[core]\n\tfsmonitor = /bin/sh -c id\n"),
+        )],
+    );
+    let dotgit = kit(r, &[("040000", b".git", git_config)]);
+    let cased = kit(r, &[("100644", b"Kit.yaml", blob(r, b"namespace: elsewhere\n"))]);
+    let bytes = kit(r, &[("100644", b"caf\xe9.yaml", blob(r, CM))]);
+    let mut deep = blob(r, CM);
+    let mut mode = "100644";
+    let mut name: &[u8] = b"x.yaml";
+    for _ in 0..40 {
+        deep = tree(r, &[(mode, name, deep)]);
+        mode = "040000";
+        name = b"d";
+    }
+    let deep = kit(r, &[("040000", b"d", deep)]);
+    let big = kit(
+        r,
+        &[("100644", b"big.yaml", blob(r, &vec![b'#'; (16 << 20) + 1]))],
+    );
+    let kits = tree(
+        r,
+        &[
+            ("040000", b"big", big),
+            ("040000", b"bytes", bytes),
+            ("040000", b"cased", cased),
+            ("040000", b"deep", deep),
+            ("040000", b"dotgit", dotgit),
+            ("040000", b"good", good),
+            ("040000", b"linked", linked),
+        ],
+    );
+    let root = tree(r, &[("040000", b"kits", kits)]);
+    let commit = git(r, &["commit-tree", &root, "-m", "crafted"], None);
+    git(r, &["update-ref", "refs/heads/main", &commit], None);
+
+    let url = format!("file://{}", r.display());
+    let cache = tempfile::tempdir().expect("cache");
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["check", "--format", "json", "--repo", &url, "--ref", "main"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("kitsync runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("root:x:0:0"), "a symlink target was read: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(kit_report(&report, "good")["status"], "ok");
+    blocked_by(&report, "linked", "is a symlink", "kits/linked/passwd.yaml");
+    blocked_by(&report, "dotgit", "a .git entry", "kits/dotgit/.git");
+    blocked_by(&report, "cased", "differs only in case", "kits/cased/Kit.yaml");
+    blocked_by(&report, "bytes", "not UTF-8", "kits/bytes/caf\\xe9.yaml");
+    let deepest = format!(
+        "kits/deep/{}",
+        vec!["d"; kitsync::source::MAX_DEPTH - 2].join("/")
+    );
+    blocked_by(&report, "deep", "nested deeper than", &deepest);
+    blocked_by(&report, "big", "over the per-file limit", "kits/big/big.yaml");
+}
+
+/// A working directory: a symlinked manifest, a symlinked kit.yaml (the kit must not look
+/// removed), a symlinked platform file (it must not look absent) and a name that is not
+/// UTF-8; check, render and sync refuse them alike.
+#[test]
+fn symlinks_in_a_working_directory_are_never_followed() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let write = |path: &str, bytes: &[u8]| {
+        let path = d.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    };
+    write("kits/good/kit.yaml", b"");
+    write("kits/good/cm.yaml", CM);
+    write("kits/linked/kit.yaml", b"");
+    write("kits/linked/cm.yaml", CM);
+    std::os::unix::fs::symlink("/etc/passwd", d.join("kits/linked/passwd.yaml")).expect("symlink");
+    write("kits/kitlink/cm.yaml", CM);
+    write("outside.yaml", b"namespace: kitlink\n");
+    std::os::unix::fs::symlink(d.join("outside.yaml"), d.join("kits/kitlink/kit.yaml")).expect("symlink");
+    write("kits/bytes/kit.yaml", b"");
+    std::fs::write(
+        d.join("kits/bytes")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9.yaml")),
+        CM,
+    )
+    .expect("write");
+    let dir_arg = d.to_str().expect("utf-8");
+    let report = check_json(&[dir_arg]);
+    assert_eq!(kit_report(&report, "good")["status"], "ok");
+    blocked_by(&report, "linked", "is a symlink", "kits/linked/passwd.yaml");
+    blocked_by(&report, "kitlink", "is a symlink", "kits/kitlink/kit.yaml");
+    blocked_by(&report, "bytes", "not UTF-8", "kits/bytes/caf\\xe9.yaml");
+
+    // render and sync take the same path: the symlinked kit is refused before any cluster.
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["render", dir_arg])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("root:x:0:0"));
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["sync", d.join("kits/linked").to_str().expect("utf-8")])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a symlink"), "{stderr}");
+
+    // A symlinked platform file is an error for every kit, never "no platform file".
+    std::os::unix::fs::symlink(d.join("outside.yaml"), d.join("kitsync.yaml")).expect("symlink");
+    let report = check_json(&[dir_arg]);
+    let good = kit_report(&report, "good");
+    assert_eq!(good["status"], "blocked");
+    assert!(
+        good["findings"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("kitsync.yaml is a symlink")),
+        "{good:#}"
+    );
+}
