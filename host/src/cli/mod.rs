@@ -259,6 +259,14 @@ pub struct ClusterArgs {
     /// Kubeconfig context [default: its current context].
     #[arg(long)]
     pub context: Option<String>,
+    /// Let the kubeconfig run its `exec` credential plugin (a program it names). Off by
+    /// default: a kubeconfig that names one is refused.
+    #[arg(long)]
+    pub allow_kubeconfig_exec: bool,
+    /// Let the kubeconfig set `insecure-skip-tls-verify` (no check of the API server's
+    /// certificate). Off by default: such a kubeconfig is refused.
+    #[arg(long)]
+    pub allow_insecure_tls: bool,
 }
 
 impl ClusterArgs {
@@ -273,16 +281,49 @@ impl ClusterArgs {
             Some(path) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(path)
                     .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
-            }
-            None if self.context.is_some() => kube::Config::from_kubeconfig(&options).await,
-            None => {
-                return kube::Config::infer()
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
-                    .context("finding cluster access (no kubeconfig and not in a cluster)");
+                    .context("loading the kubeconfig")?
             }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .context("loading the kubeconfig")?,
+            None => kube::Config::infer()
+                .await
+                .context("finding cluster access (no kubeconfig and not in a cluster)")?,
         };
-        config.context("loading the kubeconfig")
+        self.vet(&config)?;
+        Ok(config)
+    }
+
+    /// Refuses what a kubeconfig may carry that weakens the host, unless the operator opted
+    /// in; says so loudly when they did. Checked before any client exists, so nothing runs.
+    fn vet(&self, config: &kube::Config) -> Result<()> {
+        if let Some(exec) = &config.auth_info.exec {
+            let command = exec.command.clone().unwrap_or_default();
+            if !self.allow_kubeconfig_exec {
+                anyhow::bail!(
+                    "the kubeconfig runs an exec credential plugin ({command:?}); kitsync runs no program named by a file unless told to: pass --allow-kubeconfig-exec"
+                );
+            }
+            tracing::warn!(
+                command,
+                "kubeconfig exec credential plugin allowed by --allow-kubeconfig-exec"
+            );
+            eprintln!(
+                "warning: the kubeconfig's exec credential plugin {command:?} will run (--allow-kubeconfig-exec)"
+            );
+        }
+        if config.accept_invalid_certs {
+            if !self.allow_insecure_tls {
+                anyhow::bail!(
+                    "the kubeconfig sets insecure-skip-tls-verify: the API server's certificate would not be checked; pass --allow-insecure-tls to accept that"
+                );
+            }
+            tracing::warn!("the API server's certificate is NOT verified (--allow-insecure-tls)");
+            eprintln!("warning: the API server's certificate is NOT verified (--allow-insecure-tls)");
+        }
+        Ok(())
     }
 }
 

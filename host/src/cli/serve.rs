@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// With --source: kits reconciled at once [default: 4].
     #[arg(long, value_name = "N", requires = "source")]
     pub concurrency: Option<usize>,
+    /// With --source: the service account (in each kit's namespace) that kits without
+    /// `serviceAccount` write as, instead of the host's own identity.
+    #[arg(long, value_name = "NAME", requires = "source")]
+    pub default_service_account: Option<String>,
     /// Cluster access.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -55,6 +59,7 @@ impl ServeArgs {
         let file = HostFile {
             host_namespace: self.host_namespace.clone(),
             concurrency: self.concurrency,
+            default_service_account: self.default_service_account.clone(),
             sources: vec![SourceFile {
                 name: "default".into(),
                 url: url.clone(),

@@ -37,6 +37,7 @@ pub struct Reconciler {
     applier: Applier,
     status: StatusWriter,
     host_namespace: String,
+    default_service_account: Option<String>,
 }
 
 /// The kit to reconcile and where it comes from.
@@ -62,7 +63,15 @@ impl Reconciler {
             applier,
             status,
             host_namespace: host_namespace.to_owned(),
+            default_service_account: None,
         }
+    }
+
+    /// Kits without `serviceAccount` write as `account` (in their namespace), never as the
+    /// host.
+    pub fn with_default_service_account(mut self, account: Option<String>) -> Self {
+        self.default_service_account = account;
+        self
     }
 
     /// The status writer (the service reads the last known statuses from it).
@@ -162,7 +171,10 @@ impl Reconciler {
             kit: name.clone(),
             namespace: kit.namespace.clone(),
             host_namespace: self.host_namespace.clone(),
-            service_account: kit.service_account.clone(),
+            service_account: kit
+                .service_account
+                .clone()
+                .or_else(|| self.default_service_account.clone()),
             cluster_scoped_allowed: platform.cluster_scoped.contains(&kit.name),
             revision: revision.clone(),
             prune: kit.prune,
@@ -331,7 +343,10 @@ impl Reconciler {
             kit: kit.to_owned(),
             namespace: spec.namespace.clone(),
             host_namespace: self.host_namespace.clone(),
-            service_account: spec.service_account.clone(),
+            service_account: spec
+                .service_account
+                .clone()
+                .or_else(|| self.default_service_account.clone()),
             cluster_scoped_allowed: false,
             revision: revision.to_owned(),
             prune: true,

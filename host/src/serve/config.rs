@@ -8,6 +8,7 @@
 //! ```yaml
 //! hostNamespace: kitsync-system        # default
 //! concurrency: 4                       # kits reconciled at once (default 4)
+//! defaultServiceAccount: kitsync-kit   # kits without serviceAccount write as this account
 //! applyConcurrency: 8                  # objects applied at once within a stage (default 8)
 //! retry: {initial: 5s, max: 5m}        # backoff of a failing kit (defaults)
 //! shutdownGracePeriod: 30s             # default
@@ -46,6 +47,8 @@ pub struct HostFile {
     pub host_namespace: Option<String>,
     /// Kits reconciled at once.
     pub concurrency: Option<usize>,
+    /// Service account (in each kit's namespace) that kits without `serviceAccount` write as.
+    pub default_service_account: Option<String>,
     /// Objects applied at once within a stage of one kit.
     pub apply_concurrency: Option<usize>,
     /// Backoff of a failing kit.
@@ -157,6 +160,9 @@ pub struct HostConfig {
     pub host_namespace: String,
     /// Kits reconciled at once (default 4).
     pub concurrency: usize,
+    /// Service account that kits without their own write as (Flux's
+    /// `--default-service-account`); `None`: such kits write as the host.
+    pub default_service_account: Option<String>,
     /// Objects applied at once within a stage (default 8).
     pub apply_concurrency: usize,
     /// First retry delay of a failing kit (default 5 s).
@@ -235,6 +241,15 @@ impl HostConfig {
             None => Ok(default),
         };
         let concurrency = positive("concurrency", file.concurrency, 4)?;
+        let default_service_account = match file.default_service_account {
+            Some(sa) if !is_dns_label(&sa) && !sa.contains('.') => {
+                return Err(invalid(
+                    name,
+                    format!("defaultServiceAccount {sa:?} is not a valid service account name"),
+                ));
+            }
+            other => other.filter(|sa| !sa.is_empty()),
+        };
         let apply_concurrency = positive("applyConcurrency", file.apply_concurrency, 8)?;
         let retry_initial = duration(
             name,
@@ -324,6 +339,7 @@ impl HostConfig {
         Ok(HostConfig {
             host_namespace,
             concurrency,
+            default_service_account,
             apply_concurrency,
             retry_initial,
             retry_max,

@@ -70,7 +70,8 @@ pub async fn run(
     let (requests, _) = broadcast::channel(256);
     let shared = Arc::new(Shared {
         slots: Semaphore::new(config.concurrency),
-        reconciler: Reconciler::new(applier, writer, &namespace),
+        reconciler: Reconciler::new(applier, writer, &namespace)
+            .with_default_service_account(config.default_service_account.clone()),
         requests,
         shutdown: shutdown.clone(),
         config,

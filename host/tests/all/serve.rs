@@ -332,7 +332,8 @@ async fn bad_commits_block_their_kit_and_a_fix_recovers() {
     let broken = repo.commit("break manufracture");
     let kit = service
         .wait_kit("manufracture", "blocked", |k| {
-            k.status.last_attempted_revision == broken && !k.status.is_ready()
+            k.status.last_attempted_revision == broken
+                && k.status.condition("Ready").is_some_and(|c| c.status == "False")
         })
         .await;
     let ready = kit.status.condition("Ready").expect("Ready condition");
@@ -358,7 +359,8 @@ async fn bad_commits_block_their_kit_and_a_fix_recovers() {
     let violation = repo.commit("smithereens on port 80");
     let kit = service
         .wait_kit("smithereens", "blocked by policy", |k| {
-            k.status.last_attempted_revision == violation && !k.status.is_ready()
+            k.status.last_attempted_revision == violation
+                && k.status.condition("Ready").is_some_and(|c| c.status == "False")
         })
         .await;
     let message = &kit.status.condition("Ready").expect("Ready").message;
@@ -794,4 +796,37 @@ fn a_wrong_host_config_is_located() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source URL"));
+}
+
+/// Class 7 of the untrusted-repository issue: with a default service account in the host
+/// config, a kit without `serviceAccount` writes as that account (RBAC bounds it), never as
+/// the host's own identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kits_without_a_service_account_write_as_the_default_one() {
+    let id = suffix("d");
+    let repo = Repo::example(&id);
+    let v5 = repo.commit("v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let host_namespace = format!("kitsync-{id}");
+    let mut config = host_config(&repo.url(), &host_namespace, cache.path());
+    config.default_service_account = Some("deployer".into());
+    let service = Service::start(config).await;
+    // No RoleBinding grants `deployer` anything: the apply is refused by the API server's RBAC.
+    let kit = service
+        .wait_kit("manufracture", "refused by RBAC", |k| {
+            k.status.last_attempted_revision == v5
+                && k.status.condition("Ready").is_some_and(|c| c.status == "False")
+        })
+        .await;
+    let message = &kit.status.condition("Ready").expect("Ready").message;
+    assert!(
+        message.contains(&format!("system:serviceaccount:manufracture-{id}:deployer")),
+        "{message}"
+    );
+    assert_eq!(
+        service_port(&format!("manufracture-{id}")).await,
+        None,
+        "nothing written"
+    );
+    service.stop().await;
 }

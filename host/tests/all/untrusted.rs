@@ -249,3 +249,59 @@ fn symlinks_in_a_working_directory_are_never_followed() {
         "{good:#}"
     );
 }
+
+/// Class 7: a kubeconfig's exec credential plugin or insecure-skip-tls-verify is used only
+/// when the operator opts in, and said loudly; without the flag nothing is run.
+#[test]
+fn kubeconfig_exec_and_insecure_tls_need_the_operators_flag() {
+    let plane = kitsync_harness::ControlPlane::shared();
+    let text = std::fs::read_to_string(plane.kubeconfig_path()).expect("kubeconfig");
+    let base: Value = serde_saphyr::from_str(&text).expect("yaml");
+    let dir = tempfile::tempdir().expect("dir");
+    let marker = dir.path().join("exec-ran");
+    let write = |name: &str, value: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_string(value).expect("json")).expect("write");
+        path
+    };
+    let mut exec = base.clone();
+    exec["users"][0]["user"] = serde_json::json!({"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": "sh",
+        "args": ["-c", format!("touch {}; exit 1", marker.display())],
+        "interactiveMode": "Never"
+    }});
+    let exec = write("exec.kubeconfig", &exec);
+    let mut insecure = base.clone();
+    insecure["clusters"][0]["cluster"] = serde_json::json!({
+        "server": plane.server_url(),
+        "insecure-skip-tls-verify": true
+    });
+    let insecure = write("insecure.kubeconfig", &insecure);
+
+    let plain = tempfile::tempdir().expect("plain");
+    std::fs::write(plain.path().join("cm.yaml"), CM).expect("write");
+    let ns = format!("untrusted-tls-{}", std::process::id());
+    let sync = |kubeconfig: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kitsync"))
+            .args(["sync", plain.path().to_str().expect("utf-8"), "--namespace", &ns])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("runs")
+    };
+    let out = sync(&exec, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--allow-kubeconfig-exec"), "{stderr}");
+    assert!(!marker.exists(), "the exec plugin must not run without the flag");
+
+    let out = sync(&insecure, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--allow-insecure-tls"), "{stderr}");
+    let out = sync(&insecure, &["--allow-insecure-tls"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("NOT verified"), "said loudly: {stderr}");
+}
