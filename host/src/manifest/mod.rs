@@ -47,6 +47,14 @@ pub enum Error {
         /// The missing field.
         field: MissingField,
     },
+    /// Parsing the file would spend more than what is left of the kit's YAML budget.
+    #[error("{file}: the kit's manifests together exceed its YAML budget (alias expansions count): {what}")]
+    OverBudget {
+        /// Repository-relative file.
+        file: String,
+        /// Which limit, e.g. `nodes: 1000000`.
+        what: String,
+    },
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("{file}: {bytes} bytes is over the {MAX_FILE_BYTES}-byte limit for a manifest")]
     TooLarge {
@@ -57,13 +65,38 @@ pub enum Error {
     },
 }
 
-fn options() -> Options {
-    // Kubernetes bundles can hold thousands of documents; the default budget
-    // refuses more than 1,024 documents or 250k nodes per input.
+/// What the manifests of one kit may add up to, all files together: many small files (or
+/// alias bombs) cannot add up to more than one kit may cost. Each file is parsed against
+/// what is left; what it used is then taken off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KitBudget {
+    /// YAML documents (default 50,000).
+    pub documents: usize,
+    /// Nodes: scalars, sequences and mappings, alias expansions included (default 1,000,000).
+    pub nodes: usize,
+    /// Parser events (default 4,000,000).
+    pub events: usize,
+    /// Bytes of scalar values (default 64 MiB).
+    pub scalar_bytes: usize,
+}
+
+impl Default for KitBudget {
+    fn default() -> Self {
+        KitBudget {
+            documents: 50_000,
+            nodes: 1_000_000,
+            events: 4_000_000,
+            scalar_bytes: 64 << 20,
+        }
+    }
+}
+
+fn options(left: &KitBudget) -> Options {
     let mut budget = Budget::default();
-    budget.max_documents = 100_000;
-    budget.max_nodes = 10_000_000;
-    budget.max_events = 40_000_000;
+    budget.max_documents = left.documents;
+    budget.max_nodes = left.nodes;
+    budget.max_events = left.events;
+    budget.max_total_scalar_bytes = left.scalar_bytes;
     let mut options = Options::default();
     options.budget = Some(budget);
     // Kubernetes reads YAML 1.1: `0644` is octal, `yes` is true.
@@ -72,24 +105,52 @@ fn options() -> Options {
     options
 }
 
-/// Parses every document of `text` (named `file` in errors); empty documents are skipped.
+/// Parses every document of `text` (named `file` in errors) within a fresh
+/// [`KitBudget`]; empty documents are skipped.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
+    parse_within(file, text, &mut KitBudget::default())
+}
+
+/// Parses `text` against what is left of `budget`, then takes what it used off `budget`.
+///
+/// # Errors
+/// [`Error::OverBudget`] when the file would spend more than is left (nothing of it is
+/// returned), or any other [`Error`].
+pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Vec<Object>, Error> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
     if text.len() > MAX_FILE_BYTES {
         return Err(Error::TooLarge {
             file: file.to_owned(),
             bytes: text.len(),
         });
     }
-    let documents: Vec<Spanned<Value>> =
-        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| {
-            let location = e.location();
-            Error::Syntax {
+    let report: Rc<RefCell<Option<serde_saphyr::budget::BudgetReport>>> = Rc::default();
+    let sink = report.clone();
+    let options = options(budget).with_budget_report(move |r| *sink.borrow_mut() = Some(r));
+    let parsed: Result<Vec<Spanned<Value>>, _> = serde_saphyr::from_multiple_with_options(text, options);
+    let used = report.borrow_mut().take();
+    if let Some(used) = &used {
+        if let Some(breach) = &used.breached {
+            return Err(Error::OverBudget {
                 file: file.to_owned(),
-                line: location.map(|l| l.line()).unwrap_or(0),
-                column: location.map(|l| l.column()).unwrap_or(0),
-                message: parser_message(&e.to_string()),
-            }
-        })?;
+                what: format!("{breach:?}"),
+            });
+        }
+        budget.documents = budget.documents.saturating_sub(used.documents);
+        budget.nodes = budget.nodes.saturating_sub(used.nodes);
+        budget.events = budget.events.saturating_sub(used.events);
+        budget.scalar_bytes = budget.scalar_bytes.saturating_sub(used.total_scalar_bytes);
+    }
+    let documents = parsed.map_err(|e| {
+        let location = e.location();
+        Error::Syntax {
+            file: file.to_owned(),
+            line: location.map(|l| l.line()).unwrap_or(0),
+            column: location.map(|l| l.column()).unwrap_or(0),
+            message: parser_message(&e.to_string()),
+        }
+    })?;
     let mut objects = Vec::with_capacity(documents.len());
     let mut line_index: Option<LineIndex> = None;
     for (index, document) in documents.into_iter().enumerate() {

@@ -467,6 +467,8 @@ fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Lo
 fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Failure>> {
     let mut objects = Vec::new();
     let mut failures = Vec::new();
+    // One budget for the whole kit: many small files cannot add up to more than one kit.
+    let mut budget = manifest::KitBudget::default();
     for file in &kit.manifests {
         let Some(bytes) = snapshot.get(file) else { continue };
         let text = match std::str::from_utf8(bytes) {
@@ -480,8 +482,20 @@ fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Fai
                 continue;
             }
         };
-        match manifest::parse(file, text) {
+        match manifest::parse_within(file, text, &mut budget) {
             Ok(parsed) => objects.extend(parsed),
+            Err(e @ manifest::Error::OverBudget { .. }) => {
+                failures.push(Failure {
+                    rule: "kitsync/over-budget",
+                    message: format!("{e}; the kit's later files are not read"),
+                    location: Some(crate::diagnostic::Location {
+                        file: file.clone(),
+                        line: 1,
+                        column: None,
+                    }),
+                });
+                break;
+            }
             Err(e) => {
                 let location = match &e {
                     manifest::Error::Syntax {
@@ -499,7 +513,7 @@ fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Fai
                             column: None,
                         })
                     }
-                    manifest::Error::TooLarge { .. } => None,
+                    manifest::Error::TooLarge { .. } | manifest::Error::OverBudget { .. } => None,
                 };
                 failures.push(Failure {
                     rule: "kitsync/invalid-manifest",

@@ -65,7 +65,7 @@ fn every_corpus_file_parses_or_fails_located() {
                 let line = match &error {
                     Error::Syntax { line, .. } => *line,
                     Error::NotAnObject { line, .. } | Error::MissingIdentity { line, .. } => u64::from(*line),
-                    Error::TooLarge { .. } => 1,
+                    Error::TooLarge { .. } | Error::OverBudget { .. } => 1,
                 };
                 assert!(line >= 1, "error without a line: {shown}");
                 refused.push(shown);

@@ -305,3 +305,41 @@ fn kubeconfig_exec_and_insecure_tls_need_the_operators_flag() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("NOT verified"), "said loudly: {stderr}");
 }
+
+/// Class 2: the YAML budget holds for a kit as a whole. Each of these files is a small alias
+/// bomb that parses alone; together they are over the kit's budget, so the kit fails
+/// (located at the file that tips it) and no object of it reaches a plugin or the cluster.
+#[test]
+fn many_small_yaml_bombs_cannot_add_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let kit = dir.path().join("kits/boom");
+    std::fs::create_dir_all(&kit).expect("mkdir");
+    std::fs::write(kit.join("kit.yaml"), "").expect("kit.yaml");
+    let bomb = |i: usize| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb-{i}\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+        )
+    };
+    // One file alone is fine.
+    let one = kitsync::manifest::parse("one.yaml", &bomb(0)).expect("a single file is within budget");
+    assert_eq!(one.len(), 1);
+    for i in 0..20 {
+        std::fs::write(kit.join(format!("b{i:02}.yaml")), bomb(i)).expect("write");
+    }
+    std::fs::create_dir_all(dir.path().join("kits/fine")).expect("mkdir");
+    std::fs::write(dir.path().join("kits/fine/kit.yaml"), "").expect("kit.yaml");
+    std::fs::write(dir.path().join("kits/fine/cm.yaml"), CM).expect("cm");
+    let report = check_json(&[dir.path().to_str().expect("utf-8")]);
+    assert_eq!(kit_report(&report, "fine")["status"], "ok");
+    let boom = kit_report(&report, "boom");
+    assert_eq!(boom["status"], "blocked");
+    assert_eq!(boom["objects"], 0);
+    let finding = &boom["findings"][0];
+    assert_eq!(finding["rule"], "kitsync/over-budget", "{finding:#}");
+    assert!(
+        finding["location"]["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("kits/boom/b")),
+        "{finding:#}"
+    );
+}
