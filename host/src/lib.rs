@@ -23,6 +23,8 @@
 pub mod object;
 // Findings and their locations.
 pub mod diagnostic;
+// Secret values and how to keep them out of every output.
+pub mod redact;
 // Git sources and in-memory snapshots of a revision.
 pub mod source;
 // Kits and the platform file.

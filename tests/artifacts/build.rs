@@ -15,6 +15,11 @@ fn main() {
     let plugins = root.join("plugins");
     let target_dir = root.join("target").join("wasm-plugins");
     println!("cargo:rerun-if-changed={}", plugins.display());
+    // Cargo shares build-script results between clones of the workspace at different paths
+    // (CI's fresh clone, a second checkout) when they use one target directory; the paths
+    // written below would then point into another clone. The test scripts export the clone's
+    // root, so a different clone reruns this script.
+    println!("cargo:rerun-if-env-changed=KITSYNC_SOURCE_ROOT");
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -134,10 +134,14 @@ impl Applier {
             }
         }
         if !failed.is_empty() {
+            let secrets = crate::redact::SecretValues::of(&objects);
             return Err(Error::Stage {
                 kit: target.kit.clone(),
                 stage: 0,
-                failed,
+                failed: failed
+                    .into_iter()
+                    .map(|(id, why)| (id, secrets.redact(&why)))
+                    .collect(),
                 applied: Vec::new(),
             });
         }

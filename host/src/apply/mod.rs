@@ -179,6 +179,8 @@ impl Applier {
     pub async fn apply(&self, target: &Target, mut objects: Vec<Object>) -> Result<Report, Error> {
         let kit = target.kit.clone();
         self.guard(target, &mut objects).await?;
+        // The server may quote a rejected value back: Secret values never reach an error.
+        let secrets = crate::redact::SecretValues::of(&objects);
 
         self.ensure_namespace(target, &target.host_namespace, false)
             .await?;
@@ -264,12 +266,14 @@ impl Applier {
                     message: format!(
                         "stage {stage}: {} object(s) could not be applied, e.g. {id}: {}",
                         failed.len(),
-                        first.message
+                        secrets.redact(&first.message)
                     ),
                 });
             }
-            let failed: Vec<(ObjectRef, String)> =
-                failed.into_iter().map(|(id, f)| (id, f.message)).collect();
+            let failed: Vec<(ObjectRef, String)> = failed
+                .into_iter()
+                .map(|(id, f)| (id, secrets.redact(&f.message)))
+                .collect();
             if !failed.is_empty() {
                 tracing::warn!(kit = %target.kit, stage, failed = failed.len(), "stage failed; not pruning");
                 return Err(Error::Stage {

@@ -390,6 +390,7 @@ impl Plugin {
             plugin: self.clone(),
             config: json.into(),
             kit: None,
+            secrets: None,
         };
         configured
             .call(Phase::Configure, |store, pre| {
@@ -413,6 +414,7 @@ impl Plugin {
             plugin: self.clone(),
             config: "null".into(),
             kit: None,
+            secrets: None,
         };
         probe.call(Phase::Load, |store, pre| {
             match pre {
@@ -433,6 +435,7 @@ impl Plugin {
             plugin: self.clone(),
             config: "null".into(),
             kit: None,
+            secrets: None,
         };
         let raw = probe.call(Phase::Metadata, |store, pre| {
             Ok(match pre {
@@ -464,6 +467,7 @@ pub struct Configured {
     plugin: Plugin,
     config: Arc<str>,
     kit: Option<Arc<str>>,
+    secrets: Option<Arc<crate::redact::SecretValues>>,
 }
 
 impl Configured {
@@ -476,6 +480,15 @@ impl Configured {
     pub fn for_kit(&self, kit: &str) -> Self {
         Configured {
             kit: Some(kit.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The same plugin and config, with `secrets` redacted from everything the plugin emits:
+    /// stdout, stderr, log lines and error messages (findings are redacted by the caller).
+    pub fn with_secrets(&self, secrets: Arc<crate::redact::SecretValues>) -> Self {
+        Configured {
+            secrets: Some(secrets),
             ..self.clone()
         }
     }
@@ -549,10 +562,9 @@ impl Configured {
         let plugin = &self.plugin.inner;
         let engine = &plugin.engine.inner;
         let limits = engine.limits;
-        let mut store = Store::new(
-            &engine.engine,
-            State::new(plugin.name.clone(), self.kit.clone(), &limits),
-        );
+        let mut state = State::new(plugin.name.clone(), self.kit.clone(), &limits);
+        state.secrets = self.secrets.clone();
+        let mut store = Store::new(&engine.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(limits.deadline_ticks());
         store.epoch_deadline_trap();
@@ -674,6 +686,22 @@ fn from_wit_ref(id: types::ObjectRef) -> ObjectRef {
     }
 }
 
+/// Longest finding message kept from a plugin, in bytes; the rest is cut, and says so.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+const MAX_RULE_CHARS: usize = 128;
+
+fn capped(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(" [cut at 4096 bytes]");
+    }
+    message
+}
+
 fn from_wit_diagnostic(d: types::Diagnostic) -> Diagnostic {
     Diagnostic {
         severity: match d.severity {
@@ -681,8 +709,8 @@ fn from_wit_diagnostic(d: types::Diagnostic) -> Diagnostic {
             types::Severity::Warning => Severity::Warning,
             types::Severity::Info => Severity::Info,
         },
-        rule: d.rule,
-        message: d.message,
+        rule: d.rule.chars().take(MAX_RULE_CHARS).collect(),
+        message: capped(d.message),
         object: d.object.map(from_wit_ref),
         path: d.path,
     }
@@ -697,6 +725,7 @@ impl host::Host for State {
             self.overflow = Some("log");
             wasmtime::bail!("log output exceeded its cap of {} bytes", self.log_cap);
         }
+        let message = self.redacted(&message);
         let plugin = &*self.plugin;
         let kit = self.kit.as_deref().unwrap_or("");
         match level {

@@ -70,6 +70,8 @@ pub(crate) struct State {
     pub(crate) log_cap: usize,
     /// Set when an output stream or the log ran past its cap.
     pub(crate) overflow: Option<&'static str>,
+    /// Values redacted from whatever the plugin prints or logs.
+    pub(crate) secrets: Option<Arc<crate::redact::SecretValues>>,
 }
 
 impl State {
@@ -98,6 +100,15 @@ impl State {
             log_bytes: 0,
             log_cap: limits.output_bytes,
             overflow: None,
+            secrets: None,
+        }
+    }
+
+    /// `text` without the kit's secret values.
+    pub(crate) fn redacted(&self, text: &str) -> String {
+        match &self.secrets {
+            Some(secrets) => secrets.redact(text),
+            None => text.to_owned(),
         }
     }
 
@@ -112,9 +123,7 @@ impl State {
     pub(crate) fn stderr_tail(&self) -> String {
         let captured = self.stderr.lock();
         let start = captured.bytes.len().saturating_sub(512);
-        String::from_utf8_lossy(&captured.bytes[start..])
-            .trim()
-            .to_owned()
+        self.redacted(String::from_utf8_lossy(&captured.bytes[start..]).trim())
     }
 
     /// Sends what the guest printed to the host log, tagged with the plugin.
@@ -127,6 +136,7 @@ impl State {
             let text = String::from_utf8_lossy(&bytes);
             let kit = self.kit.as_deref().unwrap_or("");
             for line in text.lines() {
+                let line = self.redacted(line);
                 if is_err {
                     tracing::warn!(plugin = %self.plugin, kit, stream = "stderr", "{line}");
                 } else {

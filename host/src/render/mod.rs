@@ -16,6 +16,7 @@ use crate::kit::{Discovery, Kit, Platform, PluginSpec};
 use crate::manifest;
 use crate::object::{Object, ObjectRef};
 use crate::plugin::{Configured, Engine, Plugin};
+use crate::redact::SecretValues;
 use crate::source::Snapshot;
 use locate::Locator;
 use std::collections::{BTreeMap, HashMap};
@@ -177,7 +178,8 @@ impl Pipeline {
         let hash = input_hash(snapshot, platform, kit, &self.settings.trusted);
         let mut locator = Locator::new(snapshot);
         let mut findings = Vec::new();
-        let result = self.run(snapshot, platform, kit, &mut locator, &mut findings);
+        let mut secrets = SecretValues::default();
+        let result = self.run(snapshot, platform, kit, &mut locator, &mut findings, &mut secrets);
         let (objects, failed) = match result {
             Ok(objects) => {
                 let blocking = findings
@@ -207,6 +209,27 @@ impl Pipeline {
                 (Vec::new(), Some(failure.message))
             }
         };
+        // Nothing a kit's Secrets hold leaves in a finding, snippet or reason, whoever wrote it.
+        for finding in &mut findings {
+            finding.diagnostic.message = secrets.redact(&finding.diagnostic.message);
+            let secret_field = finding.diagnostic.object.as_ref().is_some_and(|id| {
+                id.kind == "Secret"
+                    && finding.diagnostic.path.as_deref().is_some_and(|p| {
+                        p.starts_with("/data")
+                            || p.starts_with("/stringData")
+                            || p.starts_with("/metadata/annotations")
+                    })
+            });
+            finding.snippet = if secret_field {
+                finding
+                    .snippet
+                    .as_ref()
+                    .map(|_| crate::redact::REDACTED.to_owned())
+            } else {
+                finding.snippet.as_deref().map(|s| secrets.redact(s))
+            };
+        }
+        let failed = failed.map(|reason| secrets.redact(&reason));
         if let Some(reason) = &failed {
             tracing::debug!(reason, "kit blocked");
         }
@@ -227,9 +250,13 @@ impl Pipeline {
         kit: &Kit,
         locator: &mut Locator<'_>,
         findings: &mut Vec<Finding>,
+        secrets: &mut SecretValues,
     ) -> Result<Vec<Object>, Failure> {
         let mut objects =
             read_manifests(snapshot, kit).map_err(|all| report_all(all, &kit.name, locator, findings))?;
+        // Known before any plugin runs, so what plugins print is redacted too.
+        *secrets = SecretValues::of(&objects);
+        let shared_secrets = std::sync::Arc::new(secrets.clone());
         for note in guard::normalize(&mut objects) {
             findings.push(locator.place(&kit.name, HOST_SOURCE, note, &objects));
         }
@@ -256,7 +283,7 @@ impl Pipeline {
         for (i, spec) in specs.iter().enumerate() {
             match self.configured(snapshot, spec, &kit.name) {
                 Ok(policy) => {
-                    configured.insert(i, policy);
+                    configured.insert(i, policy.with_secrets(shared_secrets.clone()));
                 }
                 Err(failure) => failures.push(failure),
             }
@@ -275,6 +302,7 @@ impl Pipeline {
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
             objects = output.objects;
+            secrets.extend(&objects);
             guard::apply_defaults(&scope, &mut objects);
             check_duplicates(&objects).map_err(|all| report_all(all, &kit.name, locator, findings))?;
             findings.extend(
@@ -296,12 +324,10 @@ impl Pipeline {
                     configured.remove(&(transforms_count + i))?,
                 )))
             })
-            .chain(
-                self.settings
-                    .trusted
-                    .iter()
-                    .map(|t| Ok((format!("trusted:{}", t.name), self.trusted(t, &kit.name)?))),
-            )
+            .chain(self.settings.trusted.iter().map(|t| {
+                let policy = self.trusted(t, &kit.name)?.with_secrets(shared_secrets.clone());
+                Ok((format!("trusted:{}", t.name), policy))
+            }))
             .collect::<Result<_, Failure>>()?;
         for (name, policy) in validators {
             let diagnostics = policy

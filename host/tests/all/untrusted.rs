@@ -343,3 +343,80 @@ fn many_small_yaml_bombs_cannot_add_up() {
         "{finding:#}"
     );
 }
+
+/// Class 3: Secret values stay secret in every output: all five `check` formats (findings,
+/// snippets), a plugin's own findings, stdout, stderr, log and error text, and the service's
+/// logs. The plugin here repeats every object it is given, everywhere it can.
+#[test]
+fn secret_values_never_leave_in_any_output() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let leaky = kitsync_test_artifacts::LEAKY;
+    std::fs::create_dir_all(d.join("plugins")).expect("mkdir");
+    std::fs::copy(leaky, d.join("plugins/leaky.wasm")).expect("copy plugin");
+    let sha = kitsync::plugin::sha256_hex(&std::fs::read(leaky).expect("read"));
+    // "hunter2-s3cret-value" in base64, and a stringData value.
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels:\n    version: 1.10\ndata:\n  password: aHVudGVyMi1zM2NyZXQtdmFsdWU=\nstringData:\n  token: tok-0123456789-abc\n";
+    let write = |path: &str, text: &str| {
+        let path = d.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("kits/vault/a-secret.yaml", secret);
+    write(
+        "kits/vault/b-cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+    );
+    write(
+        "kits/vault/kit.yaml",
+        &format!("validate:\n  - plugin: plugins/leaky.wasm\n    sha256: {sha}\n"),
+    );
+    write(
+        "kits/failing/kit.yaml",
+        &format!(
+            "validate:\n  - plugin: plugins/leaky.wasm\n    sha256: {sha}\n    config: {{fail: true}}\n"
+        ),
+    );
+    write("kits/failing/a-secret.yaml", secret);
+    let hidden = [
+        "aHVudGVyMi1zM2NyZXQtdmFsdWU=",
+        "hunter2-s3cret-value",
+        "tok-0123456789-abc",
+    ];
+    for format in ["text", "json", "sarif", "github", "junit"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+            .args(["check", d.to_str().expect("utf-8"), "--format", format])
+            .env("KITSYNC_LOG", "info")
+            .output()
+            .expect("runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {all}");
+        for value in hidden {
+            assert!(!all.contains(value), "{format} shows {value}:\n{all}");
+        }
+        assert!(all.contains("<redacted>"), "{format}: {all}");
+        // The plugin really spoke: its echo, stdout, stderr and log lines are there, redacted.
+        assert!(all.contains("leaky/echo"), "{format}: {all}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["check", d.to_str().expect("utf-8")])
+        .env("KITSYNC_LOG", "info")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for stream in ["stdout", "stderr", "log:"] {
+        assert!(
+            stderr.contains(stream),
+            "the plugin's {stream} reached the log: {stderr}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("cannot go on with"),
+        "the plugin's error is shown: {stdout}"
+    );
+}
