@@ -136,7 +136,8 @@ struct Shared {
     config: SourceConfig,
     /// The URL as shown to humans.
     shown_url: String,
-    repo: gix::ThreadSafeRepository,
+    /// Swapped for a fresh one when the cache turns out corrupted.
+    repo: std::sync::RwLock<gix::ThreadSafeRepository>,
     last: Mutex<Option<ObjectId>>,
     /// Held for a whole poll; keeps an abandoned network thread, if any.
     polling: Mutex<Option<JoinHandle<()>>>,
@@ -178,14 +179,23 @@ impl Source {
             gix::ThreadSafeRepository::init(dir, gix::create::Kind::Bare, gix::create::Options::default())
                 .map_err(git)?;
         }
-        let repo = gix::ThreadSafeRepository::open_opts(dir, open_options(&config)).map_err(git)?;
+        let repo = match gix::ThreadSafeRepository::open_opts(dir, open_options(&config))
+            .map_err(|e| e.to_string())
+            .and_then(|repo| readable(&repo).map(|()| repo))
+        {
+            Ok(repo) => repo,
+            Err(why) => {
+                tracing::warn!(url = %shown_url, cache = %dir.display(), why, "source cache is corrupted; rebuilding it");
+                rebuild(dir, &config)?
+            }
+        };
         let last = resolve_local(&repo.to_thread_local(), &config.reference);
         tracing::debug!(url = %shown_url, reference = %config.reference, last = ?last.map(|id| id.to_string()), "source opened");
         Ok(Source {
             shared: Arc::new(Shared {
                 config,
                 shown_url,
-                repo,
+                repo: std::sync::RwLock::new(repo),
                 last: Mutex::new(last),
                 polling: Mutex::new(None),
                 fetches: AtomicU64::new(0),
@@ -209,7 +219,7 @@ impl Source {
             tracing::warn!(url = %shared.shown_url, "an abandoned fetch is still running; polling anyway");
         }
         let previous = self.last_id();
-        let repo = shared.repo.to_thread_local();
+        let repo = self.repo().to_thread_local();
 
         // A pinned commit already in the cache needs no network at all.
         if let RefSpec::Commit(hex) = &shared.config.reference {
@@ -220,7 +230,7 @@ impl Source {
         }
 
         let job = Fetch {
-            repo: shared.repo.clone(),
+            repo: self.repo(),
             url: shared.config.url.clone(),
             shown_url: shared.shown_url.clone(),
             reference: shared.config.reference.clone(),
@@ -238,6 +248,10 @@ impl Source {
             }
             Bounded::Done(Err(e)) => {
                 tracing::warn!(url = %shared.shown_url, error = %e, "poll failed; keeping the last commit");
+                // Not the network, not the credentials, not the ref: the cache itself.
+                if matches!(e, Error::Git(_)) {
+                    self.recover(&e.to_string());
+                }
                 Err(e)
             }
             Bounded::TimedOut(handle) => {
@@ -263,14 +277,48 @@ impl Source {
     /// or a snapshot limit exceeded.
     pub fn snapshot(&self, commit: &str) -> Result<Snapshot> {
         let id = parse_id(commit)?;
-        let repo = self.shared.repo.to_thread_local();
+        let repo = self.repo().to_thread_local();
         if !has_commit(&repo, id) {
+            // The commit the cache resolved before is gone: the cache is damaged.
+            if self.last_id() == Some(id) {
+                self.recover("the last fetched commit is missing from the cache");
+            }
             return Err(Error::MissingRef {
                 url: self.shared.shown_url.clone(),
                 reference: format!("commit:{commit} in the cache"),
             });
         }
-        read_commit(&repo, id, Limits::default())
+        read_commit(&repo, id, Limits::default()).inspect_err(|e| {
+            if matches!(e, Error::Git(_)) {
+                self.recover(&e.to_string());
+            }
+        })
+    }
+
+    /// The cache repository.
+    fn repo(&self) -> gix::ThreadSafeRepository {
+        self.shared
+            .repo
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces a corrupted cache with a fresh one (built beside it, then swapped in), and
+    /// forgets the last commit so the next poll fetches everything again. Failures are logged:
+    /// the next poll reports them.
+    fn recover(&self, why: &str) {
+        let shared = &self.shared;
+        tracing::warn!(url = %shared.shown_url, cache = %shared.config.cache_dir.display(), why, "source cache is corrupted; rebuilding it");
+        match rebuild(&shared.config.cache_dir, &shared.config) {
+            Ok(repo) => {
+                *shared.repo.write().unwrap_or_else(PoisonError::into_inner) = repo;
+                *shared.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+            Err(e) => {
+                tracing::error!(url = %shared.shown_url, error = %e, "could not rebuild the source cache")
+            }
+        }
     }
 
     /// Who made `commit` (hex), when, and its subject line: the audit trail a Kit's status shows.
@@ -279,7 +327,7 @@ impl Source {
     /// [`Error::BadRef`] for a malformed id, [`Error::MissingRef`] when the cache lacks it.
     pub fn commit_info(&self, commit: &str) -> Result<CommitInfo> {
         let id = parse_id(commit)?;
-        let repo = self.shared.repo.to_thread_local();
+        let repo = self.repo().to_thread_local();
         let missing = || Error::MissingRef {
             url: self.shared.shown_url.clone(),
             reference: format!("commit:{commit} in the cache"),
@@ -514,6 +562,45 @@ fn resolve_local(repo: &gix::Repository, reference: &RefSpec) -> Option<ObjectId
 }
 
 /// One network operation, run on its own thread.
+/// Whether the cache answers the questions a poll asks: its references can be listed.
+fn readable(repo: &gix::ThreadSafeRepository) -> std::result::Result<(), String> {
+    let repo = repo.to_thread_local();
+    let refs = repo.references().map_err(|e| e.to_string())?;
+    for reference in refs.all().map_err(|e| e.to_string())? {
+        let mut reference = reference.map_err(|e| e.to_string())?;
+        // A ref that does not peel to an object means missing or damaged objects.
+        reference.peel_to_id().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A fresh, empty bare cache at `dir`: created beside it, then swapped in with renames, so
+/// `dir` is always either the old cache or a whole new one; the old one is then removed.
+fn rebuild(dir: &std::path::Path, config: &SourceConfig) -> Result<gix::ThreadSafeRepository> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".into());
+    let parent = dir.parent().unwrap_or(std::path::Path::new("."));
+    let fresh = parent.join(format!(".{name}.fresh-{}", std::process::id()));
+    let broken = parent.join(format!(".{name}.broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_dir_all(&broken);
+    gix::ThreadSafeRepository::init(&fresh, gix::create::Kind::Bare, gix::create::Options::default())
+        .map_err(|e| Error::Git(format!("cache {}: {e}", fresh.display())))?;
+    std::fs::rename(dir, &broken).map_err(io(dir))?;
+    std::fs::rename(&fresh, dir).map_err(io(&fresh))?;
+    if let Err(e) = std::fs::remove_dir_all(&broken) {
+        tracing::warn!(path = %broken.display(), error = %e, "could not remove the corrupted cache");
+    }
+    gix::ThreadSafeRepository::open_opts(dir, open_options(config))
+        .map_err(|e| Error::Git(format!("cache {}: {e}", dir.display())))
+}
+
 struct Fetch {
     repo: gix::ThreadSafeRepository,
     url: String,

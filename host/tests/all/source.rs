@@ -869,3 +869,58 @@ fn http_transport_and_credential_handling() {
     let err = unset.poll().expect_err("no token");
     assert!(matches!(err, Error::MissingSecret { .. }), "{err:?}");
 }
+
+/// A corrupted cache is detected and rebuilt by itself (fresh repository beside it, then a
+/// rename), leaving nothing behind. (A running source also rebuilds when a fetch or a read
+/// fails inside the cache; a test cannot damage memory-mapped packs under it safely.)
+#[test]
+fn a_corrupted_cache_is_rebuilt_by_itself() {
+    let remote = Remote::new();
+    let first = remote.commit("v1", &[("kits/a/cm.yaml", "a: 1\n")]);
+    let cache = new_cache();
+    let source = open(&remote.file_url(), "main", &cache);
+    assert_eq!(source.poll().expect("poll").commit(), first);
+    source.snapshot(&first).expect("snapshot");
+
+    // Objects vanish (a disk fault, a hand-made mess): the refs no longer resolve.
+    drop(source);
+    let objects = cache.path().join("c/objects");
+    for entry in walk(&objects) {
+        std::fs::remove_file(entry).expect("remove object");
+    }
+    let source = open(&remote.file_url(), "main", &cache);
+    let outcome = source.poll().expect("the first poll fetches afresh");
+    assert_eq!(outcome.commit(), first);
+    assert!(outcome.is_changed(), "a full fetch into the rebuilt cache");
+    assert_eq!(
+        text(&source.snapshot(&first).expect("snapshot"), "kits/a/cm.yaml"),
+        "a: 1\n"
+    );
+    drop(source);
+
+    // A cache whose HEAD is garbage is rebuilt at open.
+    std::fs::write(cache.path().join("c/HEAD"), "\0\0garbage").expect("corrupt HEAD");
+    let source = open(&remote.file_url(), "main", &cache);
+    assert_eq!(source.poll().expect("poll").commit(), first);
+    source.snapshot(&first).expect("snapshot after the rebuild");
+    let leftovers: Vec<String> = std::fs::read_dir(cache.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "c")
+        .collect();
+    assert!(leftovers.is_empty(), "nothing left behind: {leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
