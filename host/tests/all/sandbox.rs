@@ -370,6 +370,39 @@ fn a_cache_key_others_can_read_is_refused() {
     assert!(message.contains("group or others"), "{message}");
 }
 
+/// Issue 10, class 6: no wall clock and no randomness that differs between runs.
+#[test]
+fn clock_and_randomness_are_fixed() {
+    let run = |engine: &Engine| {
+        let plugin = load(engine, artifacts::HOSTILE_CLOCK);
+        let policy = plugin.configure(&Value::Null).expect("config");
+        let findings = policy.validate(&objects("vision.yaml", VISION)).expect("runs");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        findings[0].message.clone()
+    };
+    let first = run(engine());
+    // A fresh instance on the same engine, then on another engine (as another process).
+    assert_eq!(run(engine()), first);
+    assert_eq!(run(&engine_with(Limits::default())), first);
+
+    let field = |name: &str| {
+        first
+            .split(' ')
+            .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {first}"))
+            .to_owned()
+    };
+    assert_eq!(field("wall"), "0.000000000", "the wall clock is the Unix epoch");
+    assert_eq!(field("monotonic"), "0", "the monotonic clock does not move");
+    let random = field("random");
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "random bytes are served, not refused: {first}"
+    );
+    assert_ne!(random, "0".repeat(32));
+    assert_eq!(field("hash").len(), 16, "{first}");
+}
+
 #[test]
 fn calls_run_concurrently_in_fresh_instances() {
     let plugin = load(engine(), artifacts::REQUIRED_LABELS);
