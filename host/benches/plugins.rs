@@ -59,7 +59,8 @@ fn bench(name: &str, path: &str, config: serde_json::Value, objects: &[Object]) 
     let cache = tempfile::tempdir().expect("tempdir");
     let engine = || {
         Engine::new(EngineConfig {
-            cache_dir: Some(cache.path().to_owned()),
+            // A subdirectory, so the sibling key file is removed with the tempdir.
+            cache_dir: Some(cache.path().join("plugins")),
             ..EngineConfig::default()
         })
         .expect("engine")

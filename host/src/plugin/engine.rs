@@ -3,7 +3,7 @@
 use super::bindings::{
     host, transformer::TransformerPre, types, validator::Validator, validator::ValidatorPre,
 };
-use super::cache::CodeCache;
+use super::cache::{CodeCache, CodeSource};
 use super::error::{Error, ErrorKind, Phase, Result};
 use super::sandbox::{EPOCH_TICK, Limits, State};
 use crate::diagnostic::{Diagnostic, Severity};
@@ -240,15 +240,15 @@ impl Engine {
         }
         let engine = &self.inner.engine;
         let started = Instant::now();
-        let (component, cached) = match &self.inner.cache {
-            Some(cache) => cache.load_or_compile(engine, &sha256, bytes),
-            None => Component::new(engine, bytes).map(|c| (c, false)),
+        let (component, code_source) = match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(engine, name, &sha256, bytes),
+            None => Component::new(engine, bytes).map(|c| (c, CodeSource::Compiled)),
         }
         .map_err(|e| fail(ErrorKind::Compile(format!("{e:#}"))))?;
         tracing::debug!(
             plugin = name,
             sha256,
-            cached,
+            cached = code_source == CodeSource::Cache,
             elapsed_us = started.elapsed().as_micros() as u64,
             "plugin code ready"
         );
@@ -298,6 +298,7 @@ impl Engine {
                 sha256,
                 world,
                 imports,
+                code_source,
                 pre,
                 engine: self.clone(),
                 metadata: Metadata {
@@ -336,6 +337,7 @@ struct PluginInner {
     sha256: String,
     world: World,
     imports: Vec<String>,
+    code_source: CodeSource,
     pre: Pre,
     engine: Engine,
     metadata: Metadata,
@@ -376,6 +378,12 @@ impl Plugin {
     /// The component's imports, all within the allowed set.
     pub fn imports(&self) -> &[String] {
         &self.inner.imports
+    }
+
+    /// Whether the machine code was loaded from the on-disk cache (its MAC verified) or
+    /// compiled by this load (no cache, first use, or a cache file that was rejected).
+    pub fn code_source(&self) -> CodeSource {
+        self.inner.code_source
     }
 
     /// What the plugin says about itself (read once at load).

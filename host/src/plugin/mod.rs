@@ -1,7 +1,7 @@
 //! The plugin engine: loads WebAssembly components from the repository and runs them sandboxed.
 //!
 //! This is the only module that touches wasmtime. [`Engine`] is built once per process;
-//! [`Engine::load`] checks a component's digest and imports and compiles it (or maps it
+//! [`Engine::load`] checks a component's digest and imports and compiles it (or loads it
 //! from the [`CodeCache`]); [`Plugin::configure`] checks a configuration with the plugin's
 //! `validate-config`; [`Configured::transform`] and [`Configured::validate`] run one call
 //! per kit in a fresh instance under the [`Limits`].
@@ -11,7 +11,7 @@ mod engine;
 mod error;
 mod sandbox;
 
-pub use cache::CodeCache;
+pub use cache::{CodeCache, CodeSource};
 pub use engine::{Configured, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World, sha256_hex};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use sandbox::{EPOCH_TICK, Limits};

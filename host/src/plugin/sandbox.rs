@@ -3,13 +3,19 @@
 //! Every call gets a fresh [`State`]: a WASI context with no preopened directories,
 //! no environment, no arguments, no sockets and no inherited stdio; stdout and stderr
 //! go to capped in-memory pipes; memory growth is checked by [`Limiter`].
+//!
+//! The context is also deterministic, so a revision renders the same in review and in
+//! the service: the wall clock always reads the Unix epoch, the monotonic clock always
+//! reads 0, and `wasi:random` (secure and insecure, and the insecure seed std's
+//! `HashMap` uses) yields one fixed sequence, restarted for every call. Plugins can
+//! therefore not make secrets; they have nowhere to send them either.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 /// How often the engine's epoch advances. Deadlines are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -57,6 +63,83 @@ impl Limits {
     }
 }
 
+/// Seeds of the sandbox's randomness. Arbitrary, but fixed forever: changing one
+/// changes the output of every plugin that draws random numbers.
+const SECURE_SEED: u64 = 0x6b69_7473_796e_6301; // "kitsync" + 1
+const INSECURE_SEED: u64 = 0x6b69_7473_796e_6302;
+/// What `wasi:random/insecure-seed` returns (Rust std seeds `HashMap` with it).
+const HASH_SEED: u128 = 0x6b69_7473_796e_6303_6b69_7473_796e_6303;
+
+/// The sandbox's clocks: wall time is always the Unix epoch, monotonic time always 0.
+///
+/// Sleeping (`subscribe-duration`) still waits for real, under the call's deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        // Since the Unix epoch: 1970-01-01T00:00:00Z.
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A fixed-seed generator (SplitMix64): the same numbers in every call, every process
+/// and every kitsync version (the algorithm is written out here rather than borrowed
+/// from a crate whose generator may change). Not secure, by design.
+#[derive(Debug, Clone)]
+pub(crate) struct FixedRandom {
+    state: u64,
+}
+
+impl FixedRandom {
+    pub(crate) fn new(seed: u64) -> Self {
+        FixedRandom { state: seed }
+    }
+
+    fn step(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl rand_core::TryRng for FixedRandom {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        // The high half of a 64-bit output: the better-mixed bits.
+        Ok((self.step() >> 32) as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.step())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let word = self.step().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
 /// Store data for one call.
 pub(crate) struct State {
     wasi: WasiCtx,
@@ -85,6 +168,11 @@ impl State {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .secure_random(FixedRandom::new(SECURE_SEED))
+            .insecure_random(FixedRandom::new(INSECURE_SEED))
+            .insecure_random_seed(HASH_SEED)
             .build();
         State {
             wasi,
@@ -332,6 +420,21 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(limits.deadline_ticks(), 3);
+    }
+
+    #[test]
+    fn fixed_random_is_splitmix64_and_repeats() {
+        use rand_core::Rng as _;
+        // Reference values of SplitMix64 seeded with 0 (Vigna's splitmix64.c).
+        let mut rng = FixedRandom::new(0);
+        assert_eq!(rng.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(rng.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+        let mut a = [0u8; 13];
+        let mut b = [0u8; 13];
+        FixedRandom::new(SECURE_SEED).fill_bytes(&mut a);
+        FixedRandom::new(SECURE_SEED).fill_bytes(&mut b);
+        assert_eq!(a, b);
+        assert_ne!(a, [0u8; 13]);
     }
 
     #[test]

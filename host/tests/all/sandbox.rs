@@ -2,9 +2,10 @@
 
 use super::{VISION, engine, engine_with, load, objects};
 use kitsync::Severity;
-use kitsync::plugin::{ErrorKind, Limits, Phase};
+use kitsync::plugin::{CodeSource, Engine, EngineConfig, ErrorKind, Limits, Phase};
 use kitsync_test_artifacts as artifacts;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// After a hostile plugin, a well-behaved one must run at once on the same engine.
@@ -197,33 +198,209 @@ fn bytes_that_are_not_a_component_are_refused() {
     assert!(matches!(err.kind, ErrorKind::Compile(_)), "{err}");
 }
 
+/// An engine caching compiled code in `dir` (its key file is `dir` + `.key`).
+fn caching_engine(dir: &Path) -> Engine {
+    Engine::new(EngineConfig {
+        cache_dir: Some(dir.to_owned()),
+        ..Default::default()
+    })
+    .expect("engine")
+}
+
+/// Loads the port-range plugin at `path` and checks that it runs, returning where its
+/// code came from.
+fn load_and_run(engine: &Engine, path: &str) -> CodeSource {
+    let plugin = load(engine, path);
+    let policy = plugin
+        .configure(&serde_json::json!({"min": 1, "max": 65535}))
+        .expect("config");
+    policy
+        .validate(&objects("vision.yaml", VISION))
+        .expect("the plugin runs");
+    plugin.code_source()
+}
+
+/// The one cache file of the component `bytes`.
+fn artefact_of(dir: &Path, bytes: &[u8]) -> PathBuf {
+    let sha = kitsync::plugin::sha256_hex(bytes);
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&sha) && n.ends_with(".cwasm"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one compiled artefact for {sha}: {found:?}");
+    found.into_iter().next().expect("checked")
+}
+
 #[test]
 fn a_corrupt_cache_entry_is_recompiled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = kitsync::plugin::EngineConfig {
-        cache_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    };
-    let engine = kitsync::plugin::Engine::new(config).expect("engine");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("plugins");
+    let engine = caching_engine(&dir);
     let bytes = artifacts::bytes(artifacts::PORT_RANGE);
     engine
         .load("port_range.wasm", &bytes, None)
         .expect("first load compiles");
-    let entries: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("cache dir")
-        .flatten()
-        .collect();
-    assert_eq!(entries.len(), 1, "one compiled artefact");
-    let sha = kitsync::plugin::sha256_hex(&bytes);
-    let path = entries[0].path();
-    assert!(
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&sha))
-    );
+    let path = artefact_of(&dir, &bytes);
     std::fs::write(&path, b"not machine code").expect("corrupt it");
     let plugin = engine.load("port_range.wasm", &bytes, None).expect("recompiles");
     assert_eq!(plugin.metadata().name, "port-range");
+    assert_eq!(plugin.code_source(), CodeSource::Compiled);
+}
+
+/// Issue 10, class 5: a cache file is loaded only if it is this host's compilation of
+/// this very component; anything else is recompiled (and rewritten), never loaded.
+#[test]
+fn cached_code_is_bound_to_its_component_and_this_host() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("plugins");
+    let engine = caching_engine(&dir);
+    let bytes = artifacts::bytes(artifacts::PORT_RANGE);
+    assert_eq!(load_and_run(&engine, artifacts::PORT_RANGE), CodeSource::Compiled);
+    assert_eq!(load_and_run(&engine, artifacts::PORT_RANGE), CodeSource::Cache);
+    let path = artefact_of(&dir, &bytes);
+    let key = kitsync::plugin::CodeCache::key_path(&dir);
+    assert!(
+        key.is_file(),
+        "the key lives next to, not in, the cache directory"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is private");
+    }
+
+    // Each case leaves a bad file; the next load must recompile, run, and write a good
+    // file that the load after it maps again.
+    let recompiles = |what: &str| {
+        assert_eq!(
+            load_and_run(&engine, artifacts::PORT_RANGE),
+            CodeSource::Compiled,
+            "{what}: must not be loaded"
+        );
+        assert_eq!(
+            load_and_run(&engine, artifacts::PORT_RANGE),
+            CodeSource::Cache,
+            "{what}: the rewritten file is used"
+        );
+    };
+
+    // (a) One flipped byte in the machine code.
+    let mut data = std::fs::read(&path).expect("read");
+    let middle = data.len() / 2;
+    data[middle] ^= 0x01;
+    std::fs::write(&path, &data).expect("tamper");
+    recompiles("tampered");
+
+    // (b) Truncated.
+    let data = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &data[..data.len() / 2]).expect("truncate");
+    recompiles("truncated");
+    std::fs::write(&path, &data[..10]).expect("truncate into the header");
+    recompiles("truncated header");
+
+    // (c) Another plugin's artefact, complete with its own valid MAC, in this one's place.
+    let other = artifacts::bytes(artifacts::REQUIRED_LABELS);
+    load(&engine, artifacts::REQUIRED_LABELS);
+    std::fs::copy(artefact_of(&dir, &other), &path).expect("swap");
+    let plugin = engine.load("port_range.wasm", &bytes, None).expect("loads");
+    assert_eq!(
+        plugin.code_source(),
+        CodeSource::Compiled,
+        "swapped: must not be loaded"
+    );
+    assert_eq!(plugin.metadata().name, "port-range", "and it is still port-range");
+    assert_eq!(
+        load_and_run(&engine, artifacts::PORT_RANGE),
+        CodeSource::Cache,
+        "swapped: the rewritten file is used"
+    );
+
+    // (d) The MAC removed: the bare Wasmtime artefact (also what older versions wrote).
+    // The header is 16 bytes of magic and a 32-byte MAC (plugin/cache.rs).
+    let data = std::fs::read(&path).expect("read");
+    assert!(
+        data[48..].starts_with(b"\x7fELF"),
+        "the code after the header is an ELF image"
+    );
+    std::fs::write(&path, &data[48..]).expect("strip the MAC");
+    recompiles("MAC-less");
+
+    // (e) A file another host wrote: the same bytes, checked under a different key.
+    drop(engine);
+    let data = std::fs::read(&path).expect("read");
+    std::fs::write(&key, [7u8; 32]).expect("another key");
+    let engine = caching_engine(&dir);
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        data,
+        "the artefact is untouched"
+    );
+    assert_eq!(
+        load_and_run(&engine, artifacts::PORT_RANGE),
+        CodeSource::Compiled,
+        "foreign host: must not be loaded"
+    );
+    assert_eq!(load_and_run(&engine, artifacts::PORT_RANGE), CodeSource::Cache);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("plugins");
+    drop(caching_engine(&dir));
+    let key = kitsync::plugin::CodeCache::key_path(&dir);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let err = Engine::new(EngineConfig {
+        cache_dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .err()
+    .expect("a group-readable key is refused");
+    let message = err.to_string();
+    assert!(message.contains("plugins.key"), "{message}");
+    assert!(message.contains("group or others"), "{message}");
+}
+
+/// Issue 10, class 6: no wall clock and no randomness that differs between runs.
+#[test]
+fn clock_and_randomness_are_fixed() {
+    let run = |engine: &Engine| {
+        let plugin = load(engine, artifacts::HOSTILE_CLOCK);
+        let policy = plugin.configure(&Value::Null).expect("config");
+        let findings = policy.validate(&objects("vision.yaml", VISION)).expect("runs");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        findings[0].message.clone()
+    };
+    let first = run(engine());
+    // A fresh instance on the same engine, then on another engine (as another process).
+    assert_eq!(run(engine()), first);
+    assert_eq!(run(&engine_with(Limits::default())), first);
+
+    let field = |name: &str| {
+        first
+            .split(' ')
+            .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {first}"))
+            .to_owned()
+    };
+    assert_eq!(field("wall"), "0.000000000", "the wall clock is the Unix epoch");
+    assert_eq!(field("monotonic"), "0", "the monotonic clock does not move");
+    let random = field("random");
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "random bytes are served, not refused: {first}"
+    );
+    assert_ne!(random, "0".repeat(32));
+    assert_eq!(field("hash").len(), 16, "{first}");
 }
 
 #[test]
