@@ -291,9 +291,8 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
     Discovery { platform, kits }
 }
 
-/// The symlinks and refused entries below kit directory `dir` (not below kits nested in it),
-/// as one error naming each, or `None`.
-fn unsafe_entries(snapshot: &Snapshot, dir: &str, kit_dirs: &[String]) -> Option<Error> {
+/// Whether a path lies in kit directory `dir` and not in a kit nested below it.
+fn in_kit(dir: &str, kit_dirs: &[String]) -> impl Fn(&str) -> bool {
     let prefix = if dir.is_empty() {
         String::new()
     } else {
@@ -304,7 +303,13 @@ fn unsafe_entries(snapshot: &Snapshot, dir: &str, kit_dirs: &[String]) -> Option
         .filter(|d| d.as_str() != dir && (prefix.is_empty() || d.starts_with(&prefix)))
         .map(|d| format!("{d}/"))
         .collect();
-    let mine = |path: &str| path.starts_with(&prefix) && !nested.iter().any(|n| path.starts_with(n.as_str()));
+    move |path: &str| path.starts_with(&prefix) && !nested.iter().any(|n| path.starts_with(n.as_str()))
+}
+
+/// The symlinks and refused entries below kit directory `dir` (not below kits nested in it),
+/// as one error naming each, or `None`.
+fn unsafe_entries(snapshot: &Snapshot, dir: &str, kit_dirs: &[String]) -> Option<Error> {
+    let mine = in_kit(dir, kit_dirs);
     let mut problems: Vec<(String, String)> = snapshot
         .symlinks
         .iter()
@@ -348,16 +353,7 @@ fn is_yaml(path: &str) -> bool {
 /// The kit's manifest files: the listed ones (files or directories below the kit), or by
 /// default every YAML file below the kit directory except kit.yaml and other kits' files.
 fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[String]) -> Vec<String> {
-    let prefix = if dir.is_empty() {
-        String::new()
-    } else {
-        format!("{dir}/")
-    };
-    let nested: Vec<String> = kit_dirs
-        .iter()
-        .filter(|d| d.as_str() != dir && (prefix.is_empty() || d.starts_with(&prefix)))
-        .map(|d| format!("{d}/"))
-        .collect();
+    let in_this_kit = in_kit(dir, kit_dirs);
     let wanted = |path: &str| -> bool {
         if listed.is_empty() {
             return true;
@@ -369,9 +365,8 @@ fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[S
     let mut out: Vec<String> = snapshot
         .files()
         .map(|(path, _)| path)
-        .filter(|path| path.starts_with(&prefix) && is_yaml(path))
+        .filter(|path| in_this_kit(path) && is_yaml(path))
         .filter(|path| path.rsplit('/').next() != Some(KIT_FILE))
-        .filter(|path| !nested.iter().any(|n| path.starts_with(n.as_str())))
         .filter(|path| !(dir.is_empty() && *path == PLATFORM_FILE))
         .filter(|path| wanted(path))
         .map(str::to_owned)
