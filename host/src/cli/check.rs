@@ -4,6 +4,7 @@ use super::{EngineArgs, FailOn, Outcome, cache_root};
 use crate::kit::{self, Discovery};
 use crate::render::{
     Ceilings, Pipeline, Rendered, Settings, TrustedPolicy, blocked, effective_limits, input_hash,
+    revision_finding,
 };
 use crate::report::{CheckReport, Format, KitReport};
 use crate::serve::config::{HostConfig, TrustedFile};
@@ -326,22 +327,23 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
             KitReport { rendered: r, diff }
         })
         .collect();
-    let report = CheckReport {
+    let mut report = CheckReport {
         revision: head.revision.clone(),
         base: args.base.clone(),
         kits,
+        revision_findings: Vec::new(),
     };
+    // A platform file that does not parse refuses every kit; with no kit checked to carry
+    // that finding the report would read clean, so it is reported for the revision.
+    if let Err(e) = &discovery.platform
+        && report.kits.is_empty()
+    {
+        report
+            .revision_findings
+            .push(revision_finding("kitsync/platform-file", e));
+    }
     out!("{}", report.format(args.format));
-    // A platform file that does not parse refuses every kit; with no kit to carry that
-    // finding the report alone would read clean, so the exit status and stderr say it.
-    let platform_broken = match &discovery.platform {
-        Err(e) if report.kits.is_empty() => {
-            eprintln!("error: {e}");
-            true
-        }
-        _ => false,
-    };
-    Ok(if platform_broken || report.fails_at(args.fail_on.threshold()) {
+    Ok(if report.fails_at(args.fail_on.threshold()) {
         Outcome::Findings
     } else {
         Outcome::Clean
@@ -381,6 +383,7 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
                     rendered: r.clone(),
                     diff: None,
                 }],
+                revision_findings: Vec::new(),
             };
             eprint!("{}", report.format(Format::Text));
             eprintln!("kit {}: not rendered: {reason}", r.kit);

@@ -102,6 +102,7 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
                 rendered: rendered.clone(),
                 diff: None,
             }],
+            revision_findings: Vec::new(),
         };
         eprint!("{}", report.format(crate::report::Format::Text));
         bail!("kit {}: blocked before reaching the cluster: {reason}", kit.name);

@@ -442,6 +442,23 @@ pub fn blocked(name: &str, discovery: &Discovery, rule: &str, message: &str) -> 
     rendered
 }
 
+/// A finding about the revision itself (no kit), located where the error says.
+pub fn revision_finding(rule: &str, error: &crate::kit::Error) -> Finding {
+    Finding {
+        kit: String::new(),
+        source: HOST_SOURCE.into(),
+        diagnostic: Diagnostic {
+            severity: Severity::Error,
+            rule: rule.to_owned(),
+            message: error.to_string(),
+            object: None,
+            path: None,
+        },
+        location: kit_error_location(error),
+        snippet: None,
+    }
+}
+
 fn failed(
     kit: &str,
     namespace: &str,
