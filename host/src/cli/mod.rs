@@ -93,8 +93,15 @@ const CHECK_EXAMPLES: &str = "Examples:
   kitsync check --repo https://git.example.com/platform/gitops.git --ref main --format sarif > kitsync.sarif
   kitsync check --repo https://git.example.com/platform/gitops.git --ref semver:'>=1.2, <2' \
       --token-env GIT_TOKEN
+  kitsync check . --config /etc/kitsync/host.yaml
+  kitsync check . --trusted no-privileged.wasm --trusted-sha256 b881...c1eb --trusted-config '{}'
 
-Exit status: 0 clean, 1 findings at or above --fail-on (or a kit that cannot render), 2 usage or internal error.";
+--plugin-memory/--plugin-deadline (or --config's pluginLimits) are the host's ceilings:
+kitsync.yaml may only lower them. --config and --trusted run the host's trusted policies on
+every kit, as serve does.
+
+Exit status: 0 clean, 1 a kit refused (any cause) or a finding at or above --fail-on, in every
+format; 2 usage or internal error.";
 
 const SERVE_EXAMPLES: &str = "Examples:
   kitsync serve --source https://git.example.com/platform/gitops.git --ref main --interval 30s
