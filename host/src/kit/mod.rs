@@ -123,6 +123,9 @@ pub struct Kit {
     pub namespace: String,
     /// Manifest files, repository-relative, sorted.
     pub manifests: Vec<String>,
+    /// Paths that would be manifests but are symlinks, which are never followed: the render
+    /// refuses the kit instead of applying it without them.
+    pub symlinked_manifests: Vec<String>,
     /// Kit transformers, in order.
     pub transform: Vec<PluginSpec>,
     /// Kit validators.
@@ -208,7 +211,10 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
         }
         texts.insert(name.clone(), String::from_utf8_lossy(bytes).into_owned());
         let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).map(|mut kit| {
-            kit.manifests = manifests_of(snapshot, dir, &kit_dirs, &kit.manifests);
+            let files = snapshot.files().map(|(path, _)| path);
+            let links = snapshot.symlinks.iter().map(String::as_str);
+            kit.symlinked_manifests = manifests_of(links, dir, &kit_dirs, &kit.manifests);
+            kit.manifests = manifests_of(files, dir, &kit_dirs, &kit.manifests);
             kit
         });
         if let Ok(kit) = &kit {
@@ -242,9 +248,15 @@ fn is_yaml(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
-/// The kit's manifest files: the listed ones (files or directories below the kit), or by
-/// default every YAML file below the kit directory except kit.yaml and other kits' files.
-fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[String]) -> Vec<String> {
+/// The kit's manifest files among `paths`: the listed ones (files or directories below the
+/// kit), or by default every YAML file below the kit directory except kit.yaml and other
+/// kits' files.
+fn manifests_of<'a>(
+    paths: impl Iterator<Item = &'a str>,
+    dir: &str,
+    kit_dirs: &[String],
+    listed: &[String],
+) -> Vec<String> {
     let prefix = if dir.is_empty() {
         String::new()
     } else {
@@ -263,9 +275,7 @@ fn manifests_of(snapshot: &Snapshot, dir: &str, kit_dirs: &[String], listed: &[S
             .iter()
             .any(|l| path == l || path.starts_with(&format!("{l}/")))
     };
-    let mut out: Vec<String> = snapshot
-        .files()
-        .map(|(path, _)| path)
+    let mut out: Vec<String> = paths
         .filter(|path| path.starts_with(&prefix) && is_yaml(path))
         .filter(|path| path.rsplit('/').next() != Some(KIT_FILE))
         .filter(|path| !nested.iter().any(|n| path.starts_with(n.as_str())))

@@ -515,6 +515,13 @@ fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Lo
 fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Failure>> {
     let mut objects = Vec::new();
     let mut failures = Vec::new();
+    // A manifest kitsync cannot read must not vanish from the kit without a word.
+    for path in &kit.symlinked_manifests {
+        failures.push(Failure::new(
+            "kitsync/symlink",
+            format!("{path} is a symlink; kitsync never follows symlinks, so it cannot be applied"),
+        ));
+    }
     for file in &kit.manifests {
         let Some(bytes) = snapshot.get(file) else { continue };
         let text = match std::str::from_utf8(bytes) {

@@ -881,6 +881,17 @@ const CLASSES: &[Class] = &[
         rule: Some("kitsync/invalid-manifest"),
     },
     Class {
+        name: "unreadable manifest (a symlink, never followed)",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            std::os::unix::fs::symlink("/etc/hostname", repo.path().join("kits/a/host.yaml"))
+                .expect("symlink");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/symlink"),
+    },
+    Class {
         name: "duplicate object",
         setup: |repo| {
             clean_kit(repo, "a");
