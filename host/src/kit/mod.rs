@@ -225,6 +225,24 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
         }
         kits.insert(name, kit);
     }
+    // A kit.yaml that is a symlink is never followed; its kit is refused by name rather than
+    // left out of the revision (which would read as clean, or as a kit to prune).
+    for link in &snapshot.symlinks {
+        let Some(dir) = link.strip_suffix(KIT_FILE) else {
+            continue;
+        };
+        if !(dir.is_empty() || dir.ends_with('/')) {
+            continue;
+        }
+        let dir = dir.trim_end_matches('/');
+        let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("root");
+        kits.entry(name.to_owned()).or_insert_with(|| {
+            Err(Error::Invalid {
+                file: link.clone(),
+                message: "kit.yaml is a symlink; kitsync never follows symlinks".into(),
+            })
+        });
+    }
     // Every claimant of a shared namespace is blocked: which one "wins" must not depend on
     // directory order, and none may write where another kit also believes it owns.
     for (namespace, claimants) in namespaces.iter().filter(|(_, c)| c.len() > 1) {

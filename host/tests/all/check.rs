@@ -892,6 +892,19 @@ const CLASSES: &[Class] = &[
         rule: Some("kitsync/symlink"),
     },
     Class {
+        name: "kit file: kit.yaml is a symlink",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("shared/kit-b.txt", "namespace: b\n");
+            repo.write("kits/b/cm.yaml", &config_map("b"));
+            std::os::unix::fs::symlink("../../shared/kit-b.txt", repo.path().join("kits/b/kit.yaml"))
+                .expect("symlink");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/kit-file"),
+    },
+    Class {
         name: "duplicate object",
         setup: |repo| {
             clean_kit(repo, "a");
