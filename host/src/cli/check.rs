@@ -289,10 +289,11 @@ fn selected(input: &InputArgs, discovery: &Discovery) -> Result<BTreeSet<String>
 
 /// Runs `check`.
 pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
+    // The host's side first: a usage error needs no fetch and no render.
+    let host = Host::resolve(&args.input)?;
     let head = snapshot(&args.input)?;
     let discovery = kit::discover(&head);
     let mut wanted = selected(&args.input, &discovery)?;
-    let host = Host::resolve(&args.input)?;
 
     let mut base_render: Option<(Snapshot, Discovery)> = None;
     if let Some(base_ref) = &args.base {
@@ -367,10 +368,10 @@ fn changed(head: &Snapshot, hd: &Discovery, base: &Snapshot, bd: &Discovery, nam
 
 /// Runs `render`.
 pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
+    let host = Host::resolve(&args.input)?;
     let head = snapshot(&args.input)?;
     let discovery = kit::discover(&head);
     let wanted = selected(&args.input, &discovery)?;
-    let host = Host::resolve(&args.input)?;
     let rendered = host.render(&args.input, &head, &discovery, |name| wanted.contains(name))?;
     let mut failed = false;
     for r in &rendered {

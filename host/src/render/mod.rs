@@ -409,10 +409,12 @@ pub fn blocked(name: &str, discovery: &Discovery, rule: &str, message: &str) -> 
             .into_iter()
             .find(|k| message.contains(k))
             .unwrap_or("pluginLimits");
+        // `key:` outside a comment, block or flow style (`pluginLimits: {memoryMiB: 128}`).
+        let wanted = format!("{key}:");
         let found = raw
             .lines()
             .enumerate()
-            .find(|(_, l)| l.trim_start().trim_start_matches(['{', ' ']).contains(key));
+            .find(|(_, l)| l.split('#').next().is_some_and(|code| code.contains(&wanted)));
         let (line, snippet) = found.map_or((1, None), |(i, l)| (i + 1, Some(l.trim_end().to_owned())));
         (
             crate::diagnostic::Location {
