@@ -283,7 +283,7 @@ pub(super) fn parse_kit(
         dir: dir.to_owned(),
         namespace,
         manifests,
-        symlinked_manifests: Vec::new(),
+        unreadable_manifests: Vec::new(),
         transform: plugins(file, raw.transform)?,
         validate: plugins(file, raw.validate)?,
         depends_on: raw.depends_on,

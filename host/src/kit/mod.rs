@@ -123,9 +123,10 @@ pub struct Kit {
     pub namespace: String,
     /// Manifest files, repository-relative, sorted.
     pub manifests: Vec<String>,
-    /// Paths that would be manifests but are symlinks, which are never followed: the render
-    /// refuses the kit instead of applying it without them.
-    pub symlinked_manifests: Vec<String>,
+    /// Paths that would be manifests but cannot be read (symlinks, never followed; FIFOs,
+    /// sockets, devices), with why: the render refuses the kit instead of applying it
+    /// without them.
+    pub unreadable_manifests: Vec<(String, &'static str)>,
     /// Kit transformers, in order.
     pub transform: Vec<PluginSpec>,
     /// Kit validators.
@@ -213,7 +214,16 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
         let kit = files::parse_kit(&file, bytes, &name, dir, &defaults).map(|mut kit| {
             let files = snapshot.files().map(|(path, _)| path);
             let links = snapshot.symlinks.iter().map(String::as_str);
-            kit.symlinked_manifests = manifests_of(links, dir, &kit_dirs, &kit.manifests);
+            let special = snapshot.special.iter().map(String::as_str);
+            kit.unreadable_manifests = manifests_of(links, dir, &kit_dirs, &kit.manifests)
+                .into_iter()
+                .map(|path| (path, "a symlink, which kitsync never follows"))
+                .chain(
+                    manifests_of(special, dir, &kit_dirs, &kit.manifests)
+                        .into_iter()
+                        .map(|path| (path, "not a regular file (a FIFO, socket or device)")),
+                )
+                .collect();
             kit.manifests = manifests_of(files, dir, &kit_dirs, &kit.manifests);
             kit
         });
@@ -225,9 +235,10 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
         }
         kits.insert(name, kit);
     }
-    // A kit.yaml that is a symlink is never followed; its kit is refused by name rather than
-    // left out of the revision (which would read as clean, or as a kit to prune).
-    for link in &snapshot.symlinks {
+    // A kit.yaml that is a symlink (never followed) or not a regular file is never read; its
+    // kit is refused by name rather than left out of the revision (which would read as
+    // clean, or as a kit to prune).
+    for link in snapshot.symlinks.iter().chain(&snapshot.special) {
         let Some(dir) = link.strip_suffix(KIT_FILE) else {
             continue;
         };
@@ -239,7 +250,7 @@ pub fn discover(snapshot: &Snapshot) -> Discovery {
         kits.entry(name.to_owned()).or_insert_with(|| {
             Err(Error::Invalid {
                 file: link.clone(),
-                message: "kit.yaml is a symlink; kitsync never follows symlinks".into(),
+                message: "kit.yaml is a symlink or not a regular file; kitsync reads regular files only, never following symlinks".into(),
             })
         });
     }

@@ -518,10 +518,10 @@ fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Fai
     let mut objects = Vec::new();
     let mut failures = Vec::new();
     // A manifest kitsync cannot read must not vanish from the kit without a word.
-    for path in &kit.symlinked_manifests {
+    for (path, why) in &kit.unreadable_manifests {
         failures.push(Failure::new(
-            "kitsync/symlink",
-            format!("{path} is a symlink; kitsync never follows symlinks, so it cannot be applied"),
+            "kitsync/unreadable-manifest",
+            format!("{path} is {why}, so it cannot be applied"),
         ));
     }
     for file in &kit.manifests {

@@ -42,6 +42,9 @@ pub struct Snapshot {
     pub symlinks: Vec<String>,
     /// Submodules (gitlinks) in the tree, by path: skipped.
     pub submodules: Vec<String>,
+    /// Entries of a directory that are neither regular files, directories nor symlinks
+    /// (FIFOs, sockets, devices), by path: recorded so callers can report them, never read.
+    pub special: Vec<String>,
     files: BTreeMap<String, Arc<[u8]>>,
 }
 
@@ -124,6 +127,7 @@ impl Snapshot {
                     builder.add(path, bytes)?;
                 } else {
                     tracing::debug!(path, "not a regular file, skipped");
+                    builder.special.push(path);
                 }
             }
         }
@@ -202,6 +206,7 @@ impl Snapshot {
             revision: self.revision.clone(),
             symlinks: strip(&self.symlinks),
             submodules: strip(&self.submodules),
+            special: strip(&self.special),
             files: self
                 .files
                 .iter()
@@ -319,6 +324,7 @@ struct Builder {
     files: BTreeMap<String, Arc<[u8]>>,
     symlinks: Vec<String>,
     submodules: Vec<String>,
+    special: Vec<String>,
 }
 
 impl Builder {
@@ -330,6 +336,7 @@ impl Builder {
             files: BTreeMap::new(),
             symlinks: Vec::new(),
             submodules: Vec::new(),
+            special: Vec::new(),
         }
     }
 
@@ -365,10 +372,12 @@ impl Builder {
     fn finish(mut self) -> Snapshot {
         self.symlinks.sort();
         self.submodules.sort();
+        self.special.sort();
         Snapshot {
             revision: self.revision,
             symlinks: self.symlinks,
             submodules: self.submodules,
+            special: self.special,
             files: self.files,
         }
     }

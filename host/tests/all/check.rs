@@ -889,7 +889,7 @@ const CLASSES: &[Class] = &[
             Vec::new()
         },
         code: 1,
-        rule: Some("kitsync/symlink"),
+        rule: Some("kitsync/unreadable-manifest"),
     },
     Class {
         name: "kit file: kit.yaml is a symlink",
@@ -903,6 +903,18 @@ const CLASSES: &[Class] = &[
         },
         code: 1,
         rule: Some("kitsync/kit-file"),
+    },
+    Class {
+        name: "unreadable manifest (a FIFO)",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let fifo = repo.path().join("kits/a/pipe.yaml");
+            let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+            assert!(made.success(), "mkfifo {}", fifo.display());
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/unreadable-manifest"),
     },
     Class {
         name: "duplicate object",
