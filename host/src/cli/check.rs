@@ -1,6 +1,7 @@
 //! `kitsync check` and `kitsync render`: the pipeline without a cluster.
 
 use super::{EngineArgs, FailOn, Outcome, cache_root};
+use crate::diagnostic::{Diagnostic, Finding, HOST_SOURCE, Severity};
 use crate::kit::{self, Discovery};
 use crate::render::{
     Ceilings, Pipeline, Rendered, Settings, TrustedPolicy, blocked, effective_limits, input_hash,
@@ -342,6 +343,30 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
         report
             .revision_findings
             .push(revision_finding("kitsync/platform-file", e));
+    }
+    // A change that leaves no kit where the base had some cannot do what it seems to: serve
+    // prunes nothing from an emptied tree and marks every kit Stalled. Say so in review.
+    if let Some((_, base_discovery)) = &base_render
+        && discovery.kits.is_empty()
+        && !base_discovery.kits.is_empty()
+    {
+        report.revision_findings.push(Finding {
+            kit: String::new(),
+            source: HOST_SOURCE.into(),
+            diagnostic: Diagnostic {
+                severity: Severity::Error,
+                rule: "kitsync/no-kits".into(),
+                message: format!(
+                    "this revision has no kits, {} had {}; serve prunes nothing from an emptied tree and marks every kit Stalled",
+                    args.base.as_deref().unwrap_or("the base"),
+                    base_discovery.kits.len()
+                ),
+                object: None,
+                path: None,
+            },
+            location: None,
+            snippet: None,
+        });
     }
     out!("{}", report.format(args.format));
     Ok(if report.fails_at(args.fail_on.threshold()) {

@@ -1315,3 +1315,28 @@ fn check_config_enforces_the_hosts_trusted_policies_and_ceilings() {
         assert!(stderr.contains(want), "{extra:?}: wanted {want:?} in {stderr}");
     }
 }
+
+/// A commit that removes every kit fails review: serve would prune nothing and stall every
+/// kit, so a clean exit would promise what the service will not do.
+#[test]
+fn base_a_revision_without_kits_fails_review() {
+    let repo = Repo::examples();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "two kits"]);
+    std::fs::remove_dir_all(repo.path().join("kits")).expect("remove kits");
+    for format in FORMATS {
+        let out = repo.check(&["--base", "HEAD", "--format", format]);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{format}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains("kitsync/no-kits"), "{format}: {stdout}");
+    }
+    // Without a base there is nothing to compare with: an empty repository is clean.
+    let out = repo.check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
