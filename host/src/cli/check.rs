@@ -1,9 +1,14 @@
 //! `kitsync check` and `kitsync render`: the pipeline without a cluster.
 
 use super::{EngineArgs, FailOn, Outcome, cache_root};
+use crate::diagnostic::{Diagnostic, Finding, HOST_SOURCE, Severity};
 use crate::kit::{self, Discovery};
-use crate::render::{Pipeline, Rendered, Settings, input_hash};
+use crate::render::{
+    Ceilings, Pipeline, Rendered, Settings, TrustedPolicy, blocked, effective_limits, input_hash,
+    revision_finding,
+};
 use crate::report::{CheckReport, Format, KitReport};
+use crate::serve::config::{HostConfig, TrustedFile};
 use crate::source::{Auth, RefSpec, Secret, Snapshot, Source, SourceConfig};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -29,12 +34,143 @@ pub struct InputArgs {
     /// Only these kits (repeatable).
     #[arg(long = "kit", value_name = "NAME")]
     pub kits: Vec<String>,
-    /// kitsync's own namespace, which no kit may write to.
-    #[arg(long, default_value = "kitsync-system", env = "KITSYNC_NAMESPACE")]
-    pub host_namespace: String,
+    /// kitsync's own namespace, which no kit may write to [default: the host config's
+    /// hostNamespace, else kitsync-system].
+    #[arg(long, env = "KITSYNC_NAMESPACE")]
+    pub host_namespace: Option<String>,
     /// Sandbox and cache settings.
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// What the host enforces beyond the repository.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// The host's side of the pipeline, so review enforces what `serve` enforces.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The host configuration `serve --config` reads: its hostNamespace, pluginLimits (the
+    /// ceilings) and trustedPolicies apply exactly as in serve.
+    #[arg(long = "config", value_name = "HOST_CONFIG")]
+    pub host_config: Option<PathBuf>,
+    /// A trusted policy (a validator component on the host's disk) run on every kit after the
+    /// repository's own; repeatable, each with its --trusted-sha256 in the same order.
+    #[arg(long = "trusted", value_name = "FILE.wasm", requires = "trusted_sha256")]
+    pub trusted: Vec<PathBuf>,
+    /// The sha256 pin of each --trusted component (64 hex digits, `sha256:` prefix allowed).
+    #[arg(long = "trusted-sha256", value_name = "HEX", requires = "trusted")]
+    pub trusted_sha256: Vec<String>,
+    /// The JSON configuration of each --trusted component, in order [default: {}]; give
+    /// none, or one per --trusted.
+    #[arg(long = "trusted-config", value_name = "JSON", requires = "trusted")]
+    pub trusted_config: Vec<String>,
+}
+
+/// What the host sets, resolved from --config, the trusted flags and the engine flags.
+struct Host {
+    namespace: String,
+    ceilings: Ceilings,
+    trusted: Vec<TrustedPolicy>,
+}
+
+impl Host {
+    fn resolve(input: &InputArgs) -> Result<Host> {
+        let args = &input.host;
+        let (mut namespace, ceilings, mut trusted) = match &args.host_config {
+            Some(path) => {
+                // One source of truth per run: the ceilings serve applies are the file's.
+                if input.engine.sets_ceilings() {
+                    bail!(
+                        "--plugin-memory/--plugin-deadline conflict with --config: the host config's pluginLimits are the ceilings"
+                    );
+                }
+                let config = HostConfig::load(path)
+                    .with_context(|| format!("reading the host config {}", path.display()))?;
+                (config.host_namespace, config.plugin_ceilings, config.trusted)
+            }
+            None => ("kitsync-system".to_owned(), input.engine.ceilings()?, Vec::new()),
+        };
+        if let Some(flag) = &input.host_namespace {
+            if args.host_config.is_some() && *flag != namespace {
+                bail!("--host-namespace {flag} differs from the host config's hostNamespace {namespace}");
+            }
+            namespace = flag.clone();
+        }
+        if args.trusted.len() != args.trusted_sha256.len() {
+            bail!(
+                "give one --trusted-sha256 per --trusted ({} policies, {} digests)",
+                args.trusted.len(),
+                args.trusted_sha256.len()
+            );
+        }
+        if !args.trusted_config.is_empty() && args.trusted_config.len() != args.trusted.len() {
+            bail!(
+                "give no --trusted-config, or one per --trusted ({} policies, {} configs)",
+                args.trusted.len(),
+                args.trusted_config.len()
+            );
+        }
+        for (i, (path, sha256)) in args.trusted.iter().zip(&args.trusted_sha256).enumerate() {
+            let config = match args.trusted_config.get(i) {
+                Some(text) => serde_json::from_str(text)
+                    .with_context(|| format!("--trusted-config for {}", path.display()))?,
+                None => serde_json::json!({}),
+            };
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("trusted")
+                .to_owned();
+            let policy = TrustedFile {
+                name,
+                path: path.clone(),
+                sha256: sha256.clone(),
+                config,
+            };
+            trusted.push(policy.load().map_err(anyhow::Error::msg).context("--trusted")?);
+        }
+        Ok(Host {
+            namespace,
+            ceilings,
+            trusted,
+        })
+    }
+
+    /// The pipeline for a revision under these ceilings, or why every kit of it is refused
+    /// (a platform limit above a ceiling).
+    fn pipeline(&self, input: &InputArgs, discovery: &Discovery) -> Result<Result<Pipeline, String>> {
+        let limits = match effective_limits(&self.ceilings, discovery) {
+            Ok(limits) => limits,
+            Err(message) => return Ok(Err(message)),
+        };
+        let engine = input.engine.engine_for(limits)?;
+        Ok(Ok(Pipeline::new(
+            engine,
+            Settings {
+                host_namespace: self.namespace.clone(),
+                trusted: self.trusted.clone(),
+            },
+        )))
+    }
+
+    /// Renders the selected kits of a revision, or refuses each with the revision's reason.
+    fn render(
+        &self,
+        input: &InputArgs,
+        snapshot: &Snapshot,
+        discovery: &Discovery,
+        select: impl Fn(&str) -> bool + Sync,
+    ) -> Result<Vec<Rendered>> {
+        Ok(match self.pipeline(input, discovery)? {
+            Ok(pipeline) => pipeline.render_selected(snapshot, discovery, select),
+            Err(message) => discovery
+                .kits
+                .keys()
+                .filter(|name| select(name))
+                .map(|name| blocked(name, discovery, "kitsync/plugin-limits", &message))
+                .collect(),
+        })
+    }
 }
 
 /// Credentials for `--repo`; secrets are read from files or variables, never from arguments.
@@ -137,21 +273,6 @@ fn snapshot(input: &InputArgs) -> Result<Snapshot> {
     }
 }
 
-fn pipeline(input: &InputArgs, discovery: &Discovery) -> Result<Pipeline> {
-    let platform = discovery.platform.as_ref().ok();
-    let engine = input.engine.engine_with(
-        platform.and_then(|p| p.plugin_memory_mib),
-        platform.and_then(|p| p.plugin_deadline_ms),
-    )?;
-    Ok(Pipeline::new(
-        engine,
-        Settings {
-            host_namespace: input.host_namespace.clone(),
-            ..Settings::default()
-        },
-    ))
-}
-
 fn selected(input: &InputArgs, discovery: &Discovery) -> Result<BTreeSet<String>> {
     for name in &input.kits {
         if !discovery.kits.contains_key(name) {
@@ -169,10 +290,11 @@ fn selected(input: &InputArgs, discovery: &Discovery) -> Result<BTreeSet<String>
 
 /// Runs `check`.
 pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
+    // The host's side first: a usage error needs no fetch and no render.
+    let host = Host::resolve(&args.input)?;
     let head = snapshot(&args.input)?;
     let discovery = kit::discover(&head);
     let mut wanted = selected(&args.input, &discovery)?;
-    let pipeline = pipeline(&args.input, &discovery)?;
 
     let mut base_render: Option<(Snapshot, Discovery)> = None;
     if let Some(base_ref) = &args.base {
@@ -186,10 +308,10 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
         base_render = Some((base, base_discovery));
     }
 
-    let rendered = pipeline.render_selected(&head, &discovery, |name| wanted.contains(name));
+    let rendered = host.render(&args.input, &head, &discovery, |name| wanted.contains(name))?;
     let base_rendered: Vec<Rendered> = match &base_render {
         Some((base, base_discovery)) => {
-            pipeline.render_selected(base, base_discovery, |name| wanted.contains(name))
+            host.render(&args.input, base, base_discovery, |name| wanted.contains(name))?
         }
         None => Vec::new(),
     };
@@ -207,11 +329,45 @@ pub(super) fn check(args: &CheckArgs) -> Result<Outcome> {
             KitReport { rendered: r, diff }
         })
         .collect();
-    let report = CheckReport {
+    let mut report = CheckReport {
         revision: head.revision.clone(),
         base: args.base.clone(),
         kits,
+        revision_findings: Vec::new(),
     };
+    // A platform file that does not parse refuses every kit; with no kit checked to carry
+    // that finding the report would read clean, so it is reported for the revision.
+    if let Err(e) = &discovery.platform
+        && report.kits.is_empty()
+    {
+        report
+            .revision_findings
+            .push(revision_finding("kitsync/platform-file", e));
+    }
+    // A change that leaves no kit where the base had some cannot do what it seems to: serve
+    // prunes nothing from an emptied tree and marks every kit Stalled. Say so in review.
+    if let Some((_, base_discovery)) = &base_render
+        && discovery.kits.is_empty()
+        && !base_discovery.kits.is_empty()
+    {
+        report.revision_findings.push(Finding {
+            kit: String::new(),
+            source: HOST_SOURCE.into(),
+            diagnostic: Diagnostic {
+                severity: Severity::Error,
+                rule: "kitsync/no-kits".into(),
+                message: format!(
+                    "this revision has no kits, {} had {}; serve prunes nothing from an emptied tree and marks every kit Stalled",
+                    args.base.as_deref().unwrap_or("the base"),
+                    base_discovery.kits.len()
+                ),
+                object: None,
+                path: None,
+            },
+            location: None,
+            snippet: None,
+        });
+    }
     out!("{}", report.format(args.format));
     Ok(if report.fails_at(args.fail_on.threshold()) {
         Outcome::Findings
@@ -237,11 +393,11 @@ fn changed(head: &Snapshot, hd: &Discovery, base: &Snapshot, bd: &Discovery, nam
 
 /// Runs `render`.
 pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
+    let host = Host::resolve(&args.input)?;
     let head = snapshot(&args.input)?;
     let discovery = kit::discover(&head);
     let wanted = selected(&args.input, &discovery)?;
-    let pipeline = pipeline(&args.input, &discovery)?;
-    let rendered = pipeline.render_selected(&head, &discovery, |name| wanted.contains(name));
+    let rendered = host.render(&args.input, &head, &discovery, |name| wanted.contains(name))?;
     let mut failed = false;
     for r in &rendered {
         if let Some(reason) = &r.failed {
@@ -253,6 +409,7 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
                     rendered: r.clone(),
                     diff: None,
                 }],
+                revision_findings: Vec::new(),
             };
             eprint!("{}", report.format(Format::Text));
             eprintln!("kit {}: not rendered: {reason}", r.kit);

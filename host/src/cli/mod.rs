@@ -24,10 +24,10 @@ mod sync;
 
 use crate::diagnostic::Severity;
 use crate::plugin::{Engine, EngineConfig, Limits};
+use crate::render::Ceilings;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// kitsync keeps Kubernetes clusters in step with a Git repository of kits.
 #[derive(Debug, Parser)]
@@ -93,8 +93,15 @@ const CHECK_EXAMPLES: &str = "Examples:
   kitsync check --repo https://git.example.com/platform/gitops.git --ref main --format sarif > kitsync.sarif
   kitsync check --repo https://git.example.com/platform/gitops.git --ref semver:'>=1.2, <2' \
       --token-env GIT_TOKEN
+  kitsync check . --config /etc/kitsync/host.yaml
+  kitsync check . --trusted no-privileged.wasm --trusted-sha256 b881...c1eb --trusted-config '{}'
 
-Exit status: 0 clean, 1 findings at or above --fail-on (or a kit that cannot render), 2 usage or internal error.";
+--plugin-memory/--plugin-deadline (or --config's pluginLimits) are the host's ceilings:
+kitsync.yaml may only lower them. --config and --trusted run the host's trusted policies on
+every kit, as serve does.
+
+Exit status: 0 clean, 1 a kit refused (any cause) or a finding at or above --fail-on, in every
+format; 2 usage or internal error.";
 
 const SERVE_EXAMPLES: &str = "Examples:
   kitsync serve --source https://git.example.com/platform/gitops.git --ref main --interval 30s
@@ -196,10 +203,12 @@ impl FailOn {
 /// Sandbox and cache settings shared by plugin commands.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Linear memory cap per plugin instance, in MiB [default: platform file, else 64].
+    /// The host's ceiling on a plugin instance's linear memory, in MiB; a repository's
+    /// kitsync.yaml may only lower it (at most 1024) [default: 64].
     #[arg(long, value_name = "MIB")]
     pub plugin_memory: Option<u64>,
-    /// Deadline per plugin call, in milliseconds [default: platform file, else 2000].
+    /// The host's ceiling on one plugin call, in milliseconds; a repository's kitsync.yaml may
+    /// only lower it (at most 60000) [default: 2000].
     #[arg(long, value_name = "MS")]
     pub plugin_deadline: Option<u64>,
     /// Directory for compiled plugin code [default: $XDG_CACHE_HOME/kitsync/plugins].
@@ -211,32 +220,43 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// An engine at the ceilings themselves (plugin commands run no repository's limits).
     fn engine(&self) -> Result<Engine> {
-        self.engine_with(None, None)
+        let ceilings = self.ceilings()?;
+        self.engine_for(Limits {
+            memory_mib: ceilings.memory_mib(),
+            deadline: ceilings.deadline(),
+            ..Limits::default()
+        })
     }
 
-    /// An engine whose limits come from the flags, else the platform's values, else defaults.
-    fn engine_with(&self, platform_memory: Option<u64>, platform_deadline: Option<u64>) -> Result<Engine> {
-        let defaults = Limits::default();
-        let memory_mib = self
-            .plugin_memory
-            .or(platform_memory)
-            .unwrap_or(defaults.memory_mib);
+    /// The host's ceilings from the flags, else the defaults; values past the hard maximums
+    /// are a usage error, so no flag can open the sandbox wide.
+    fn ceilings(&self) -> Result<Ceilings> {
+        let defaults = Ceilings::default();
+        let memory = self.plugin_memory.unwrap_or(defaults.memory_mib());
         let deadline = self
             .plugin_deadline
-            .or(platform_deadline)
-            .map_or(defaults.deadline, Duration::from_millis);
+            .unwrap_or_else(|| u64::try_from(defaults.deadline().as_millis()).unwrap_or(u64::MAX));
+        Ceilings::new(memory, deadline)
+            .map_err(anyhow::Error::msg)
+            .context("--plugin-memory/--plugin-deadline")
+    }
+
+    /// True when a ceiling was given on the command line.
+    fn sets_ceilings(&self) -> bool {
+        self.plugin_memory.is_some() || self.plugin_deadline.is_some()
+    }
+
+    /// An engine with exactly `limits` (already bounded by the ceilings) and the cache flags.
+    fn engine_for(&self, limits: Limits) -> Result<Engine> {
         let cache_dir = if self.no_plugin_cache {
             None
         } else {
             self.plugin_cache.clone().or_else(default_cache_dir)
         };
         let config = EngineConfig {
-            limits: Limits {
-                memory_mib,
-                deadline,
-                ..defaults
-            },
+            limits,
             cache_dir,
             ..EngineConfig::default()
         };

@@ -82,9 +82,10 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
         platform.cluster_scoped.insert(kit.name.clone());
     }
     let platform = &platform;
-    let engine = args
-        .engine
-        .engine_with(platform.plugin_memory_mib, platform.plugin_deadline_ms)?;
+    // The flags are the host's ceilings; the platform file may only lower them.
+    let limits =
+        crate::render::effective_limits(&args.engine.ceilings()?, &discovery).map_err(anyhow::Error::msg)?;
+    let engine = args.engine.engine_for(limits)?;
     let pipeline = crate::render::Pipeline::new(
         engine,
         crate::render::Settings {
@@ -101,6 +102,7 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
                 rendered: rendered.clone(),
                 diff: None,
             }],
+            revision_findings: Vec::new(),
         };
         eprint!("{}", report.format(crate::report::Format::Text));
         bail!("kit {}: blocked before reaching the cluster: {reason}", kit.name);

@@ -6,9 +6,11 @@
 //! kits go on.
 
 mod hash;
+mod limits;
 mod locate;
 
 pub use hash::input_hash;
+pub use limits::{Ceilings, MAX_DEADLINE, MAX_MEMORY_MIB, effective_limits};
 
 use crate::diagnostic::{Diagnostic, Finding, HOST_SOURCE, Severity};
 use crate::guard;
@@ -433,6 +435,73 @@ fn report_all(
         });
     }
     first
+}
+
+/// A render refused for a reason that holds for the whole revision (a platform limit above
+/// the host's ceiling, a plugin engine that cannot start): every kit of the revision gets it.
+/// A limit is located at its line in the platform file; an engine failure is the host's.
+pub fn blocked(name: &str, discovery: &Discovery, rule: &str, message: &str) -> Rendered {
+    let location = (rule == "kitsync/plugin-limits").then(|| {
+        let raw = discovery
+            .platform
+            .as_ref()
+            .map(|p| String::from_utf8_lossy(&p.raw).into_owned())
+            .unwrap_or_default();
+        // The message names the offending key; point at it, else at the top of the file.
+        let key = ["memoryMiB", "deadlineMs"]
+            .into_iter()
+            .find(|k| message.contains(k))
+            .unwrap_or("pluginLimits");
+        // `key:` outside a comment, block or flow style (`pluginLimits: {memoryMiB: 128}`).
+        let wanted = format!("{key}:");
+        let found = raw
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.split('#').next().is_some_and(|code| code.contains(&wanted)));
+        let (line, snippet) = found.map_or((1, None), |(i, l)| (i + 1, Some(l.trim_end().to_owned())));
+        (
+            crate::diagnostic::Location {
+                file: crate::kit::PLATFORM_FILE.into(),
+                line: u32::try_from(line).unwrap_or(1),
+                column: None,
+            },
+            snippet,
+        )
+    });
+    let (location, snippet) = location.map_or((None, None), |(l, s)| (Some(l), s));
+    let mut rendered = failed(
+        name,
+        &discovery
+            .kits
+            .get(name)
+            .and_then(|k| k.as_ref().ok())
+            .map(|k| k.namespace.clone())
+            .unwrap_or_default(),
+        rule,
+        message.to_owned(),
+        location,
+    );
+    if let Some(finding) = rendered.findings.first_mut() {
+        finding.snippet = snippet;
+    }
+    rendered
+}
+
+/// A finding about the revision itself (no kit), located where the error says.
+pub fn revision_finding(rule: &str, error: &crate::kit::Error) -> Finding {
+    Finding {
+        kit: String::new(),
+        source: HOST_SOURCE.into(),
+        diagnostic: Diagnostic {
+            severity: Severity::Error,
+            rule: rule.to_owned(),
+            message: error.to_string(),
+            object: None,
+            path: None,
+        },
+        location: kit_error_location(error),
+        snippet: None,
+    }
 }
 
 fn failed(

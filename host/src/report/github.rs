@@ -22,7 +22,7 @@ pub(super) fn format(report: &CheckReport) -> String {
             Severity::Warning => "warning",
             Severity::Info => "notice",
         };
-        let title = escape_property(&format!("{} {}", f.kit, f.diagnostic.rule));
+        let title = escape_property(format!("{} {}", f.kit, f.diagnostic.rule).trim_start());
         let message = escape_data(&format!("{} [{}]", f.diagnostic.message, origin_label(f)));
         match &f.location {
             Some(l) => {

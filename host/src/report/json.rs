@@ -27,6 +27,7 @@ pub(super) fn format(report: &CheckReport) -> String {
         "revision": report.revision,
         "base": report.base,
         "kits": kits,
+        "findings": report.revision_findings,
         "summary": {
             "kits": report.kits.len(),
             "errors": report.count(Severity::Error),

@@ -1,7 +1,7 @@
 //! JUnit XML: a test suite per kit, a failing test case per error or warning finding.
 
 use super::{CheckReport, origin_label};
-use crate::diagnostic::Severity;
+use crate::diagnostic::{Finding, Severity};
 use std::fmt::Write;
 
 fn xml(text: &str) -> String {
@@ -27,64 +27,75 @@ pub(super) fn format(report: &CheckReport) -> String {
         .findings()
         .filter(|f| f.diagnostic.severity >= Severity::Warning)
         .count();
-    let total_tests: usize = report.kits.iter().map(|k| k.rendered.findings.len().max(1)).sum();
+    let mut suites: Vec<(&str, &[Finding])> = report
+        .kits
+        .iter()
+        .map(|k| (k.rendered.kit.as_str(), k.rendered.findings.as_slice()))
+        .collect();
+    // Findings no kit carries get a suite of their own, so every failure is in a suite.
+    if !report.revision_findings.is_empty() {
+        suites.push(("revision", report.revision_findings.as_slice()));
+    }
+    let total_tests: usize = suites.iter().map(|(_, f)| f.len().max(1)).sum();
     let _ = writeln!(
         out,
         "<testsuites name=\"kitsync check\" tests=\"{total_tests}\" failures=\"{total_failures}\">"
     );
-    for kit in &report.kits {
-        let r = &kit.rendered;
-        let failures = r
-            .findings
-            .iter()
-            .filter(|f| f.diagnostic.severity >= Severity::Warning)
-            .count();
-        let tests = r.findings.len().max(1);
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">",
-            xml(&r.kit)
-        );
-        if r.findings.is_empty() {
-            let _ = writeln!(
-                out,
-                "    <testcase classname=\"{}\" name=\"render\"/>",
-                xml(&r.kit)
-            );
-        }
-        for f in &r.findings {
-            let d = &f.diagnostic;
-            let name = match &f.location {
-                Some(l) => format!("{} at {l}", d.rule),
-                None => d.rule.clone(),
-            };
-            let _ = write!(
-                out,
-                "    <testcase classname=\"{}\" name=\"{}\"",
-                xml(&r.kit),
-                xml(&name)
-            );
-            if let Some(l) = &f.location {
-                let _ = write!(out, " file=\"{}\" line=\"{}\"", xml(&l.file), l.line);
-            }
-            if d.severity >= Severity::Warning {
-                let _ = writeln!(
-                    out,
-                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
-                    d.severity,
-                    xml(&d.message),
-                    xml(&origin_label(f))
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    ">\n      <system-out>{}</system-out>\n    </testcase>",
-                    xml(&d.message)
-                );
-            }
-        }
-        out.push_str("  </testsuite>\n");
+    for (name, findings) in suites {
+        suite(&mut out, name, findings);
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+fn suite(out: &mut String, suite: &str, findings: &[Finding]) {
+    let failures = findings
+        .iter()
+        .filter(|f| f.diagnostic.severity >= Severity::Warning)
+        .count();
+    let tests = findings.len().max(1);
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">",
+        xml(suite)
+    );
+    if findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"render\"/>",
+            xml(suite)
+        );
+    }
+    for f in findings {
+        let d = &f.diagnostic;
+        let name = match &f.location {
+            Some(l) => format!("{} at {l}", d.rule),
+            None => d.rule.clone(),
+        };
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\"",
+            xml(suite),
+            xml(&name)
+        );
+        if let Some(l) = &f.location {
+            let _ = write!(out, " file=\"{}\" line=\"{}\"", xml(&l.file), l.line);
+        }
+        if d.severity >= Severity::Warning {
+            let _ = writeln!(
+                out,
+                ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
+                d.severity,
+                xml(&d.message),
+                xml(&origin_label(f))
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                ">\n      <system-out>{}</system-out>\n    </testcase>",
+                xml(&d.message)
+            );
+        }
+    }
+    out.push_str("  </testsuite>\n");
 }

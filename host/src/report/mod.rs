@@ -46,12 +46,18 @@ pub struct CheckReport {
     pub base: Option<String>,
     /// Kits checked, by name.
     pub kits: Vec<KitReport>,
+    /// Findings about the revision that no checked kit carries (a platform file that does not
+    /// parse in a revision without kits); `kit` is empty. They count like any other.
+    pub revision_findings: Vec<Finding>,
 }
 
 impl CheckReport {
     /// Every finding of every kit.
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
-        self.kits.iter().flat_map(|k| k.rendered.findings.iter())
+        self.kits
+            .iter()
+            .flat_map(|k| k.rendered.findings.iter())
+            .chain(&self.revision_findings)
     }
 
     /// Count of findings of one severity.
@@ -61,9 +67,14 @@ impl CheckReport {
             .count()
     }
 
-    /// True when any finding is at or above `threshold`, or any kit failed.
+    /// True when any finding is at or above `threshold`, or any kit failed: the one
+    /// decision behind `check`'s exit status, whatever the class of problem.
     pub fn fails_at(&self, threshold: Severity) -> bool {
         self.kits.iter().any(|k| k.rendered.blocks_at(threshold))
+            || self
+                .revision_findings
+                .iter()
+                .any(|f| f.diagnostic.severity >= threshold)
     }
 
     /// Renders the report in `format`.

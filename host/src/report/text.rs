@@ -7,28 +7,33 @@ use std::fmt::Write;
 
 pub(super) fn format(report: &CheckReport) -> String {
     let mut out = String::new();
-    for kit in &report.kits {
-        for f in &kit.rendered.findings {
-            let d = &f.diagnostic;
-            match &f.location {
-                Some(l) => {
-                    let _ = writeln!(out, "{l}: {} [{}] {}", d.severity, d.rule, d.message);
-                }
-                None => {
-                    let _ = writeln!(out, "{}: {} [{}] {}", f.kit, d.severity, d.rule, d.message);
-                }
+    for f in report.findings() {
+        let d = &f.diagnostic;
+        match &f.location {
+            Some(l) => {
+                let _ = writeln!(out, "{l}: {} [{}] {}", d.severity, d.rule, d.message);
             }
+            None if f.kit.is_empty() => {
+                let _ = writeln!(out, "{} [{}] {}", d.severity, d.rule, d.message);
+            }
+            None => {
+                let _ = writeln!(out, "{}: {} [{}] {}", f.kit, d.severity, d.rule, d.message);
+            }
+        }
+        if f.kit.is_empty() {
+            let _ = write!(out, "    every kit of the revision, from {}", f.source);
+        } else {
             let _ = write!(out, "    kit {}, from {}", f.kit, f.source);
-            if let Some(object) = &d.object {
-                let _ = write!(out, ", object {object}");
-            }
-            if let Some(path) = &d.path {
-                let _ = write!(out, " at {path}");
-            }
-            out.push('\n');
-            if let (Some(snippet), Some(l)) = (&f.snippet, &f.location) {
-                let _ = writeln!(out, "    {:>5} | {snippet}", l.line);
-            }
+        }
+        if let Some(object) = &d.object {
+            let _ = write!(out, ", object {object}");
+        }
+        if let Some(path) = &d.path {
+            let _ = write!(out, " at {path}");
+        }
+        out.push('\n');
+        if let (Some(snippet), Some(l)) = (&f.snippet, &f.location) {
+            let _ = writeln!(out, "    {:>5} | {snippet}", l.line);
         }
     }
     for kit in &report.kits {

@@ -32,7 +32,7 @@
 //! ```
 
 use crate::kit::{self, Error, is_dns_label, normalize, parse_duration};
-use crate::render::TrustedPolicy;
+use crate::render::{Ceilings, TrustedPolicy};
 use crate::source::{Auth, RefSpec, Secret};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -92,6 +92,42 @@ pub struct TrustedFile {
     /// Its configuration.
     #[serde(default)]
     pub config: serde_json::Value,
+}
+
+impl TrustedFile {
+    /// Reads the component and checks it against its pin; `check --trusted` and the host
+    /// configuration both go through here, so a policy is never run unpinned.
+    ///
+    /// # Errors
+    /// The file cannot be read, or its sha256 is not the pinned one (both digests named).
+    pub fn load(self) -> Result<TrustedPolicy, String> {
+        let bytes = std::fs::read(&self.path).map_err(|e| {
+            format!(
+                "trusted policy {}: cannot read {}: {e}",
+                self.name,
+                self.path.display()
+            )
+        })?;
+        let want = self
+            .sha256
+            .strip_prefix("sha256:")
+            .unwrap_or(&self.sha256)
+            .to_ascii_lowercase();
+        let got = crate::plugin::sha256_hex(&bytes);
+        if want != got {
+            return Err(format!(
+                "trusted policy {}: {} has sha256 {got}, the config pins {want}",
+                self.name,
+                self.path.display()
+            ));
+        }
+        Ok(TrustedPolicy {
+            name: self.name,
+            bytes: Arc::from(bytes),
+            sha256: got,
+            config: self.config,
+        })
+    }
 }
 
 /// One entry of `sources:`.
@@ -173,10 +209,9 @@ pub struct HostConfig {
     pub shutdown_grace: Duration,
     /// Git mirrors and compiled plugins (default `$XDG_CACHE_HOME/kitsync`).
     pub cache_dir: PathBuf,
-    /// Plugin memory ceiling, MiB (default 64).
-    pub plugin_memory_mib: u64,
-    /// Plugin deadline ceiling (default 2 s).
-    pub plugin_deadline: Duration,
+    /// Plugin memory and deadline ceilings (default 64 MiB, 2 s); kitsync.yaml may only lower
+    /// them.
+    pub plugin_ceilings: Ceilings,
     /// Trusted policies, read and verified.
     pub trusted: Vec<TrustedPolicy>,
     /// The sources.
@@ -277,50 +312,20 @@ impl HostConfig {
             None => default_cache_dir()
                 .ok_or_else(|| invalid(name, "cacheDir is not set and neither XDG_CACHE_HOME nor HOME is"))?,
         };
-        let plugin_memory_mib = file.plugin_limits.memory_mib.unwrap_or(64);
-        let plugin_deadline = Duration::from_millis(file.plugin_limits.deadline_ms.unwrap_or(2000));
-        if plugin_memory_mib == 0 || plugin_deadline.is_zero() {
-            return Err(invalid(
-                name,
-                "pluginLimits: memoryMiB and deadlineMs must be positive",
-            ));
-        }
+        let defaults = Ceilings::default();
+        let plugin_ceilings = Ceilings::new(
+            file.plugin_limits.memory_mib.unwrap_or(defaults.memory_mib()),
+            file.plugin_limits
+                .deadline_ms
+                .unwrap_or_else(|| u64::try_from(defaults.deadline().as_millis()).unwrap_or(u64::MAX)),
+        )
+        .map_err(|e| invalid(name, format!("pluginLimits: {e}")))?;
 
-        let mut trusted = Vec::new();
-        for policy in file.trusted_policies {
-            let bytes = std::fs::read(&policy.path).map_err(|e| {
-                invalid(
-                    name,
-                    format!(
-                        "trusted policy {}: cannot read {}: {e}",
-                        policy.name,
-                        policy.path.display()
-                    ),
-                )
-            })?;
-            let want = policy
-                .sha256
-                .strip_prefix("sha256:")
-                .unwrap_or(&policy.sha256)
-                .to_ascii_lowercase();
-            let got = crate::plugin::sha256_hex(&bytes);
-            if want != got {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "trusted policy {}: {} has sha256 {got}, the config pins {want}",
-                        policy.name,
-                        policy.path.display()
-                    ),
-                ));
-            }
-            trusted.push(TrustedPolicy {
-                name: policy.name,
-                bytes: Arc::from(bytes),
-                sha256: got,
-                config: policy.config,
-            });
-        }
+        let trusted = file
+            .trusted_policies
+            .into_iter()
+            .map(|policy| policy.load().map_err(|e| invalid(name, e)))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let mut sources: Vec<SourceSettings> = Vec::new();
         for source in file.sources {
@@ -345,8 +350,7 @@ impl HostConfig {
             retry_max,
             shutdown_grace,
             cache_dir,
-            plugin_memory_mib,
-            plugin_deadline,
+            plugin_ceilings,
             trusted,
             sources,
         })
@@ -440,7 +444,7 @@ mod tests {
         assert_eq!(config.concurrency, 4);
         assert_eq!(config.sources[0].interval, Duration::from_secs(60));
         assert_eq!(config.sources[0].reference, RefSpec::parse("main").expect("ref"));
-        assert_eq!(config.plugin_memory_mib, 64);
+        assert_eq!(config.plugin_ceilings, Ceilings::default());
     }
 
     #[test]
@@ -472,6 +476,10 @@ mod tests {
                 "exactly one",
             ),
             ("concurrency: 0\nsources:\n  - {name: a, url: x}\n", "at least 1"),
+            (
+                "pluginLimits: {memoryMiB: 4096}\nsources:\n  - {name: a, url: x}\n",
+                "hard maximum of 1024 MiB",
+            ),
             (
                 "trustedPolicies:\n  - {name: p, path: /nonexistent.wasm, sha256: abc}\nsources:\n  - {name: a, url: x}\n",
                 "cannot read",

@@ -596,32 +596,13 @@ impl SourceLoop {
     }
 }
 
-/// The plugin limits for a revision: the platform file's, which may only lower the host's
-/// ceilings (a value above one is an error for the whole revision, not a bigger sandbox).
+/// The plugin limits for a revision under the host's ceilings (the one implementation, shared
+/// with `check`, is [`crate::render::effective_limits`]).
 ///
 /// # Errors
 /// A platform limit above the host's ceiling, named with both values.
 pub fn effective_limits(config: &HostConfig, discovery: &Discovery) -> Result<Limits, String> {
-    let ceiling_mib = config.plugin_memory_mib;
-    let ceiling_ms = u64::try_from(config.plugin_deadline.as_millis()).unwrap_or(u64::MAX);
-    let platform = discovery.platform.as_ref().ok();
-    let mib = platform.and_then(|p| p.plugin_memory_mib).unwrap_or(ceiling_mib);
-    let ms = platform.and_then(|p| p.plugin_deadline_ms).unwrap_or(ceiling_ms);
-    if mib > ceiling_mib {
-        return Err(format!(
-            "kitsync.yaml: pluginLimits.memoryMiB {mib} is above the host's ceiling of {ceiling_mib}; the platform file may only lower limits"
-        ));
-    }
-    if ms > ceiling_ms {
-        return Err(format!(
-            "kitsync.yaml: pluginLimits.deadlineMs {ms} is above the host's ceiling of {ceiling_ms}; the platform file may only lower limits"
-        ));
-    }
-    Ok(Limits {
-        memory_mib: mib,
-        deadline: Duration::from_millis(ms),
-        ..Limits::default()
-    })
+    crate::render::effective_limits(&config.plugin_ceilings, discovery)
 }
 
 /// The render pipeline `serve` uses for a revision: the one `check` uses, with the host's
@@ -659,35 +640,5 @@ fn placeholder(kit: &Kit) -> Rendered {
 
 /// A render refused for a reason that holds for the whole revision.
 fn blocked(name: &str, discovery: &Discovery, rule: &str, message: &str) -> Rendered {
-    use crate::diagnostic::{Diagnostic, Finding, HOST_SOURCE, Location, Severity};
-    Rendered {
-        kit: name.to_owned(),
-        namespace: discovery
-            .kits
-            .get(name)
-            .and_then(|k| k.as_ref().ok())
-            .map(|k| k.namespace.clone())
-            .unwrap_or_default(),
-        objects: Vec::new(),
-        findings: vec![Finding {
-            kit: name.to_owned(),
-            source: HOST_SOURCE.into(),
-            diagnostic: Diagnostic {
-                severity: Severity::Error,
-                rule: rule.to_owned(),
-                message: message.to_owned(),
-                object: None,
-                path: None,
-            },
-            // A limit comes from the platform file; an engine failure from the host.
-            location: (rule == "kitsync/plugin-limits").then(|| Location {
-                file: kit::PLATFORM_FILE.into(),
-                line: 1,
-                column: None,
-            }),
-            snippet: None,
-        }],
-        failed: Some(message.to_owned()),
-        input_hash: String::new(),
-    }
+    crate::render::blocked(name, discovery, rule, message)
 }

@@ -163,6 +163,10 @@ impl Snapshot {
                     builder.add(path, bytes)?;
                 } else {
                     tracing::debug!(path, "not a regular file, skipped");
+                    builder.refuse(
+                        path,
+                        "not a regular file, directory or symlink (a FIFO, socket or device)",
+                    );
                 }
             }
         }

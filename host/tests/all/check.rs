@@ -660,3 +660,683 @@ fn depends_on_graph_errors_are_located_findings() {
     assert_eq!(kit("leaf")["status"], "ok");
     assert_eq!(kit("after-ring")["status"], "ok");
 }
+
+/// Every output format `check` has; the exit status must not depend on which one is asked.
+const FORMATS: &[&str] = &["text", "json", "sarif", "github", "junit"];
+
+/// A ConfigMap that passes the example platform's validators.
+fn config_map(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n    app.kubernetes.io/name: {name}\n    team: t\ndata:\n  a: b\n"
+    )
+}
+
+/// A clean kit `name` in its own namespace.
+fn clean_kit(repo: &Repo, name: &str) {
+    repo.write(&format!("kits/{name}/kit.yaml"), &format!("namespace: {name}\n"));
+    repo.write(&format!("kits/{name}/cm.yaml"), &config_map(name));
+}
+
+/// One class of problem: how to make a repository that has it, the flags of the run, the
+/// exit status `check` must give in every format, and the rule its output must name.
+struct Class {
+    name: &'static str,
+    setup: fn(&Repo) -> Vec<String>,
+    code: i32,
+    rule: Option<&'static str>,
+}
+
+/// The example platform without its validators: what a commit that drops them leaves.
+const BARE_PLATFORM: &str = "pluginLimits:\n  memoryMiB: 64\n  deadlineMs: 2000\n";
+
+/// port-range as the host's trusted policy, with a range no example port is in.
+fn trusted_port_range() -> Vec<String> {
+    let wasm = root().join("examples/plugins/port-range.wasm");
+    vec![
+        "--trusted".into(),
+        wasm.to_str().expect("utf-8").into(),
+        "--trusted-sha256".into(),
+        sha256(&wasm),
+        "--trusted-config".into(),
+        r#"{"min": 30000, "max": 32767}"#.into(),
+    ]
+}
+
+/// A Service on port 80, which `trusted_port_range` refuses.
+fn service_kit(repo: &Repo) {
+    repo.write("kits/web/kit.yaml", "namespace: web\n");
+    repo.write(
+        "kits/web/svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels:\n    app.kubernetes.io/name: web\n    team: t\nspec:\n  ports:\n    - port: 80\n",
+    );
+}
+
+const CLASSES: &[Class] = &[
+    Class {
+        name: "clean",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            Vec::new()
+        },
+        code: 0,
+        rule: None,
+    },
+    Class {
+        name: "kit file: unknown field",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/kit.yaml", "namespace: a\nselfheal: true\n");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/kit-file"),
+    },
+    Class {
+        name: "kit file: two kits with one name",
+        setup: |repo| {
+            repo.write("kits/one/a/kit.yaml", "namespace: one\n");
+            repo.write("kits/one/a/cm.yaml", &config_map("x"));
+            repo.write("kits/two/a/kit.yaml", "namespace: two\n");
+            repo.write("kits/two/a/cm.yaml", &config_map("y"));
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/kit-file"),
+    },
+    Class {
+        name: "kit file: two kits claim one namespace",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            clean_kit(repo, "b");
+            repo.write("kits/b/kit.yaml", "namespace: a\n");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/kit-file"),
+    },
+    Class {
+        name: "platform file error",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kitsync.yaml", "validate: sometimes\n");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/platform-file"),
+    },
+    Class {
+        name: "platform file error, no kits",
+        setup: |repo| {
+            repo.write("kitsync.yaml", "validate: sometimes\n");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/platform-file"),
+    },
+    Class {
+        name: "dependsOn",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/kit.yaml", "namespace: a\ndependsOn: [nope]\n");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/depends-on"),
+    },
+    Class {
+        name: "plugin missing",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let sha = "ab".repeat(32);
+            repo.write(
+                "kits/a/kit.yaml",
+                &format!("namespace: a\nvalidate:\n  - plugin: plugins/nope.wasm\n    sha256: {sha}\n"),
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/plugin-missing"),
+    },
+    Class {
+        name: "plugin digest mismatch",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let sha = "ab".repeat(32);
+            repo.write(
+                "kits/a/kit.yaml",
+                &format!("namespace: a\nvalidate:\n  - plugin: plugins/port-range.wasm\n    sha256: {sha}\n"),
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/plugin-error"),
+    },
+    Class {
+        name: "plugin config error",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let sha = sha256(&repo.path().join("plugins/port-range.wasm"));
+            repo.write(
+                "kits/a/kit.yaml",
+                &format!(
+                    "namespace: a\nvalidate:\n  - plugin: plugins/port-range.wasm\n    sha256: {sha}\n    config: {{min: many}}\n"
+                ),
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/plugin-config"),
+    },
+    Class {
+        name: "plugin trap",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let sha = repo.copy_plugin(artifacts::HOSTILE_PANIC, "hostile-panic.wasm");
+            repo.write(
+                "kits/a/kit.yaml",
+                &format!(
+                    "namespace: a\nvalidate:\n  - plugin: plugins/hostile-panic.wasm\n    sha256: {sha}\n"
+                ),
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/plugin-error"),
+    },
+    Class {
+        name: "plugin limits above the host's ceiling",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let platform = std::fs::read_to_string(repo.path().join("kitsync.yaml")).expect("read");
+            repo.write(
+                "kitsync.yaml",
+                &platform.replace("memoryMiB: 64", "memoryMiB: 128"),
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/plugin-limits"),
+    },
+    Class {
+        name: "invalid manifest",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write(
+                "kits/a/bad.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [oops\n",
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/invalid-manifest"),
+    },
+    Class {
+        name: "unreadable manifest (not UTF-8)",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            std::fs::write(repo.path().join("kits/a/bad.yaml"), b"kind: \xff\xfe\n").expect("write");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/invalid-manifest"),
+    },
+    Class {
+        name: "unreadable manifest (a symlink, never followed)",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            std::os::unix::fs::symlink("/etc/hostname", repo.path().join("kits/a/host.yaml"))
+                .expect("symlink");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/unsafe-entry"),
+    },
+    Class {
+        name: "kit file: kit.yaml is a symlink",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("shared/kit-b.txt", "namespace: b\n");
+            repo.write("kits/b/cm.yaml", &config_map("b"));
+            std::os::unix::fs::symlink("../../shared/kit-b.txt", repo.path().join("kits/b/kit.yaml"))
+                .expect("symlink");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/unsafe-entry"),
+    },
+    Class {
+        name: "unreadable manifest (a FIFO)",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let fifo = repo.path().join("kits/a/pipe.yaml");
+            let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+            assert!(made.success(), "mkfifo {}", fifo.display());
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/unsafe-entry"),
+    },
+    Class {
+        name: "duplicate object",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/again.yaml", &config_map("a"));
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/duplicate-object"),
+    },
+    Class {
+        name: "guard: another namespace",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write(
+                "kits/a/cm.yaml",
+                &config_map("a").replace("  name: a\n", "  name: a\n  namespace: elsewhere\n"),
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/namespace-escape"),
+    },
+    Class {
+        name: "guard: cluster-scoped object",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write(
+                "kits/a/role.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: a\n  labels:\n    app.kubernetes.io/name: a\n    team: t\nrules: []\n",
+            );
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/cluster-scoped"),
+    },
+    Class {
+        name: "guard: the host's namespace",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/kit.yaml", "namespace: kitsync-system\n");
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("kitsync/host-namespace"),
+    },
+    Class {
+        name: "policy finding",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/cm.yaml", &config_map("a").replace("    team: t\n", ""));
+            Vec::new()
+        },
+        code: 1,
+        rule: Some("required-labels/missing"),
+    },
+    Class {
+        name: "info below --fail-on error",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/cm.yaml", &format!("{}status: {{}}\n", config_map("a")));
+            Vec::new()
+        },
+        code: 0,
+        rule: Some("kitsync/status-dropped"),
+    },
+    Class {
+        name: "info at --fail-on info",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            repo.write("kits/a/cm.yaml", &format!("{}status: {{}}\n", config_map("a")));
+            vec!["--fail-on".into(), "info".into()]
+        },
+        code: 1,
+        rule: Some("kitsync/status-dropped"),
+    },
+    Class {
+        name: "platform validators dropped, no trusted policy",
+        setup: |repo| {
+            repo.write("kitsync.yaml", BARE_PLATFORM);
+            service_kit(repo);
+            Vec::new()
+        },
+        code: 0,
+        rule: None,
+    },
+    Class {
+        name: "platform validators dropped, trusted policy finds",
+        setup: |repo| {
+            repo.write("kitsync.yaml", BARE_PLATFORM);
+            service_kit(repo);
+            trusted_port_range()
+        },
+        code: 1,
+        rule: Some("port-range/out-of-range"),
+    },
+    Class {
+        name: "usage: memory ceiling above the hard maximum",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            vec!["--plugin-memory".into(), "4096".into()]
+        },
+        code: 2,
+        rule: None,
+    },
+    Class {
+        name: "usage: trusted policy with a wrong pin",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            let mut args = trusted_port_range();
+            args[3] = "cd".repeat(32);
+            args
+        },
+        code: 2,
+        rule: None,
+    },
+    Class {
+        name: "usage: a host config that does not exist",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            vec!["--config".into(), "/nonexistent/host.yaml".into()]
+        },
+        code: 2,
+        rule: None,
+    },
+    Class {
+        name: "usage: an unknown kit",
+        setup: |repo| {
+            clean_kit(repo, "a");
+            vec!["--kit".into(), "nope".into()]
+        },
+        code: 2,
+        rule: None,
+    },
+];
+
+/// Exit codes never lie: every class of problem gives 1 (2 for usage), in every format, and
+/// the output names the rule, so CI fails exactly when review should.
+#[test]
+fn exit_status_is_the_same_for_every_class_of_problem_in_every_format() {
+    let mut wrong = Vec::new();
+    for class in CLASSES {
+        let repo = Repo::platform_only();
+        let extra = (class.setup)(&repo);
+        for format in FORMATS {
+            let mut args: Vec<&str> = vec!["--format", format];
+            args.extend(extra.iter().map(String::as_str));
+            let out = repo.check(&args);
+            let stdout = text(&out.stdout);
+            if out.status.code() != Some(class.code) {
+                wrong.push(format!(
+                    "{} ({format}): exit {:?}, want {}\n{stdout}{}",
+                    class.name,
+                    out.status.code(),
+                    class.code,
+                    text(&out.stderr)
+                ));
+                continue;
+            }
+            if let Some(rule) = class.rule
+                && !stdout.contains(rule)
+            {
+                wrong.push(format!("{} ({format}): {rule} not in\n{stdout}", class.name));
+            }
+            if class.code == 2 && !text(&out.stderr).starts_with("error: ") {
+                wrong.push(format!("{} ({format}): no error on stderr", class.name));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n---\n"));
+}
+
+/// The findings of kit `name` in a JSON report, as (rule, file, line, message).
+fn kit_findings(report: &Value, name: &str) -> Vec<(String, String, u64, String)> {
+    let kit = report["kits"]
+        .as_array()
+        .expect("kits")
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("kit {name} missing from {report:#}"));
+    kit["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or("").to_owned(),
+                f["location"]["file"].as_str().unwrap_or("").to_owned(),
+                f["location"]["line"].as_u64().unwrap_or(0),
+                f["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The one-based line of the first line of `file` in `repo` containing `needle`.
+fn line_of(repo: &Repo, file: &str, needle: &str) -> u64 {
+    let body = std::fs::read_to_string(repo.path().join(file)).expect("read");
+    let index = body
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in {file}"));
+    u64::try_from(index + 1).expect("line")
+}
+
+/// A repository with a clean kit and a kit whose validator is the real hostile `artifact`.
+fn hostile_repo(artifact: &str, file: &str) -> Repo {
+    let repo = Repo::platform_only();
+    clean_kit(&repo, "calm");
+    clean_kit(&repo, "hostile");
+    let sha = repo.copy_plugin(artifact, file);
+    repo.write(
+        "kits/hostile/kit.yaml",
+        &format!("namespace: hostile\nvalidate:\n  - plugin: plugins/{file}\n    sha256: {sha}\n"),
+    );
+    repo
+}
+
+fn set_platform_limits(repo: &Repo, memory_mib: u64, deadline_ms: u64) {
+    let platform = std::fs::read_to_string(repo.path().join("kitsync.yaml")).expect("read");
+    let (head, _) = platform
+        .split_once("pluginLimits:")
+        .expect("the example sets limits");
+    repo.write(
+        "kitsync.yaml",
+        &format!("{head}pluginLimits:\n  memoryMiB: {memory_mib}\n  deadlineMs: {deadline_ms}\n"),
+    );
+}
+
+/// `--plugin-memory` and `--plugin-deadline` are the host's ceilings: kitsync.yaml may lower
+/// them (and the real hostile components are stopped at the lowered value) but a value above
+/// one refuses every kit of the revision, located at the platform file's line, exactly as
+/// serve refuses it; a ceiling past the hard maximum is a usage error.
+#[test]
+fn the_host_sets_plugin_ceilings_and_the_repository_can_only_lower_them() {
+    // Raising: the platform asks for 2000 ms, the host allows 300.
+    let repo = hostile_repo(artifacts::HOSTILE_LOOP, "hostile-loop.wasm");
+    let out = repo.check(&["--format", "json", "--plugin-deadline", "300"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let line = line_of(&repo, "kitsync.yaml", "deadlineMs:");
+    for kit in ["calm", "hostile"] {
+        let findings = kit_findings(&report, kit);
+        assert_eq!(findings.len(), 1, "{kit}: {findings:?}");
+        let (rule, file, at, message) = &findings[0];
+        assert_eq!(
+            (rule.as_str(), file.as_str(), *at),
+            ("kitsync/plugin-limits", "kitsync.yaml", line),
+            "{kit}: {message}"
+        );
+        assert!(
+            message.contains("deadlineMs 2000 is above the host's ceiling of 300"),
+            "{message}"
+        );
+    }
+
+    // Lowering: the platform asks for 200 ms under the default ceiling of 2000; the loop is
+    // stopped at 200 ms, and the other kit passes.
+    set_platform_limits(&repo, 64, 200);
+    let out = repo.check(&["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let findings = kit_findings(&report, "hostile");
+    assert!(
+        findings.iter().any(
+            |(rule, _, _, m)| rule == "kitsync/plugin-error" && m.contains("deadline of 200 ms exceeded")
+        ),
+        "{findings:?}"
+    );
+    assert!(kit_findings(&report, "calm").is_empty());
+
+    // The memory bomb: a platform cannot raise the cap to let it through ...
+    let repo = hostile_repo(artifacts::HOSTILE_MEMBOMB, "hostile-membomb.wasm");
+    set_platform_limits(&repo, 1024, 2000);
+    let out = repo.check(&["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let (rule, _, _, message) = &kit_findings(&report, "hostile")[0];
+    assert_eq!(rule, "kitsync/plugin-limits", "{message}");
+    assert!(
+        message.contains("memoryMiB 1024 is above the host's ceiling of 64"),
+        "{message}"
+    );
+    // ... and under a lowered ceiling it hits that ceiling.
+    set_platform_limits(&repo, 16, 2000);
+    let out = repo.check(&["--format", "json", "--plugin-memory", "32"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let findings = kit_findings(&report, "hostile");
+    assert!(
+        findings
+            .iter()
+            .any(|(_, _, _, m)| m.contains("memory limit of 16 MiB exceeded")),
+        "{findings:?}"
+    );
+
+    // Past the hard maximums: a usage error naming the bound, before any kit runs.
+    for (flag, value, bound) in [
+        ("--plugin-memory", "2048", "hard maximum of 1024 MiB"),
+        ("--plugin-deadline", "600000", "hard maximum of 60000 ms"),
+        ("--plugin-memory", "0", "positive"),
+    ] {
+        let out = repo.check(&[flag, value]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(bound), "{flag} {value}: {stderr}");
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    }
+}
+
+/// `check --config` reads the host configuration `serve --config` reads: its trusted policies
+/// run on every kit (a commit that drops the platform's validators still fails review), its
+/// pluginLimits are the ceilings, and its hostNamespace is guarded.
+#[test]
+fn check_config_enforces_the_hosts_trusted_policies_and_ceilings() {
+    let repo = Repo::platform_only();
+    repo.write("kitsync.yaml", "# every validator dropped by this commit\n");
+    service_kit(&repo);
+    clean_kit(&repo, "calm");
+    let port_range = root().join("examples/plugins/port-range.wasm");
+    let host = TempDir::new().expect("host dir");
+    // Each config is a file of its own, so an earlier path keeps its content.
+    let written = std::cell::Cell::new(0);
+    let host_config = |limits: &str, namespace: &str| {
+        written.set(written.get() + 1);
+        let file = host.path().join(format!("host-{}.yaml", written.get()));
+        std::fs::write(
+            &file,
+            format!(
+                "hostNamespace: {namespace}\n{limits}trustedPolicies:\n  - name: ports\n    path: {}\n    sha256: sha256:{}\n    config: {{min: 30000, max: 32767}}\nsources:\n  - name: gitops\n    url: https://git.example.com/gitops.git\n",
+                port_range.display(),
+                sha256(&port_range)
+            ),
+        )
+        .expect("write host config");
+        file.to_str().expect("utf-8").to_owned()
+    };
+
+    // Without the host's policies the revision looks clean ...
+    let out = repo.check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // ... with them it does not, in the service kit only.
+    let config = host_config("", "kitsync-system");
+    let out = repo.check(&["--config", &config, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let web = &report["kits"].as_array().expect("kits")[1];
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["status"], "blocked");
+    assert_eq!(web["findings"][0]["source"], "trusted:ports");
+    assert_eq!(web["findings"][0]["rule"], "port-range/out-of-range");
+    assert_eq!(web["findings"][0]["location"]["file"], "kits/web/svc.yaml");
+    assert!(kit_findings(&report, "calm").is_empty());
+
+    // The host config's ceilings, not the defaults: 64 MiB asked, 32 allowed.
+    let config = host_config(
+        "pluginLimits: {memoryMiB: 32, deadlineMs: 1000}\n",
+        "kitsync-system",
+    );
+    repo.write("kitsync.yaml", "pluginLimits:\n  memoryMiB: 64\n");
+    let out = repo.check(&["--config", &config, "--format", "github"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    for kit in ["calm", "web"] {
+        let annotation = format!("::error file=kitsync.yaml,line=2,title={kit} kitsync/plugin-limits::");
+        assert!(stdout.contains(&annotation), "{annotation} in\n{stdout}");
+    }
+    assert!(stdout.contains("ceiling of 32"), "{stdout}");
+
+    // Its host namespace is the one kits may not write to.
+    repo.write("kitsync.yaml", "");
+    repo.write("kits/calm/kit.yaml", "namespace: tenants-host\n");
+    let config = host_config("", "tenants-host");
+    let out = repo.check(&["--config", &config]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[kitsync/host-namespace]"), "{stdout}");
+
+    // One source of truth for a run: usage errors, exit 2.
+    let cases: [(&[&str], &str); 4] = [
+        (&["--plugin-memory", "32"], "conflict with --config"),
+        (&["--host-namespace", "other"], "differs from the host config"),
+        (&[], "hard maximum of 1024 MiB"),
+        (&["--trusted", "/nonexistent.wasm"], "--trusted-sha256"),
+    ];
+    let too_wide = host_config("pluginLimits: {memoryMiB: 4096}\n", "tenants-host");
+    for (extra, want) in cases {
+        let config = if want.contains("hard maximum") {
+            too_wide.clone()
+        } else {
+            host_config("", "tenants-host")
+        };
+        let mut args = vec!["--config", config.as_str()];
+        args.extend_from_slice(extra);
+        let out = repo.check(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(want), "{extra:?}: wanted {want:?} in {stderr}");
+    }
+}
+
+/// A commit that removes every kit fails review: serve would prune nothing and stall every
+/// kit, so a clean exit would promise what the service will not do.
+#[test]
+fn base_a_revision_without_kits_fails_review() {
+    let repo = Repo::examples();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "two kits"]);
+    std::fs::remove_dir_all(repo.path().join("kits")).expect("remove kits");
+    for format in FORMATS {
+        let out = repo.check(&["--base", "HEAD", "--format", format]);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{format}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains("kitsync/no-kits"), "{format}: {stdout}");
+    }
+    // Without a base there is nothing to compare with: an empty repository is clean.
+    let out = repo.check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
