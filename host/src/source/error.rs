@@ -66,6 +66,17 @@ pub enum Error {
         /// The limit that was exceeded, in words.
         limit: String,
     },
+    /// The repository holds an object larger than a fetch may inflate
+    /// ([`super::git::MAX_OBJECT_BYTES`]); the source keeps its last commit.
+    #[error(
+        "{url}: the repository holds an object larger than the {limit_mib} MiB a fetch may inflate; it cannot be fetched"
+    )]
+    ObjectTooLarge {
+        /// The redacted remote URL.
+        url: String,
+        /// The limit, MiB.
+        limit_mib: usize,
+    },
     /// Reading a file (a directory's file, a secret file, the cache) failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -98,6 +109,7 @@ impl Error {
             Error::BadRef { .. } => "bad_ref",
             Error::Symlink { .. } => "symlink",
             Error::TooLarge { .. } => "too_large",
+            Error::ObjectTooLarge { .. } => "object_too_large",
             Error::Io { .. } => "io",
             Error::MissingSecret { .. } => "missing_secret",
             Error::Git(_) => "git",

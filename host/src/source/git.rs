@@ -139,6 +139,8 @@ struct Shared {
     /// Swapped for a fresh one when the cache turns out corrupted.
     repo: std::sync::RwLock<gix::ThreadSafeRepository>,
     last: Mutex<Option<ObjectId>>,
+    /// A commit whose fetch was refused for an oversized object: not fetched again.
+    refused: Arc<Mutex<Option<ObjectId>>>,
     /// Held for a whole poll; keeps an abandoned network thread, if any.
     polling: Mutex<Option<JoinHandle<()>>>,
     fetches: AtomicU64,
@@ -197,6 +199,7 @@ impl Source {
                 shown_url,
                 repo: std::sync::RwLock::new(repo),
                 last: Mutex::new(last),
+                refused: Arc::default(),
                 polling: Mutex::new(None),
                 fetches: AtomicU64::new(0),
             }),
@@ -236,6 +239,7 @@ impl Source {
             reference: shared.config.reference.clone(),
             auth: shared.config.auth.clone(),
             previous,
+            refused: shared.refused.clone(),
         };
         let started = std::time::Instant::now();
         match bounded(shared.config.timeout, move |interrupt| job.run(interrupt)) {
@@ -496,6 +500,9 @@ fn check_credentials_transport(config: &SourceConfig, shown: &str) -> Result<()>
 /// Opening options for the cache: only the cache's own config and no environment (so the
 /// operator's `GIT_SSH_COMMAND`, credential helpers or `insteadOf` rules cannot redirect a
 /// source), except proxy variables; plus in-memory settings for this source.
+/// Largest object, uncompressed, that a fetch may inflate (128 MiB).
+pub const MAX_OBJECT_BYTES: usize = 128 << 20;
+
 fn open_options(config: &SourceConfig) -> gix::open::Options {
     let mut permissions = gix::open::Permissions::isolated();
     permissions.env.http_transport = gix::sec::Permission::Allow;
@@ -509,6 +516,10 @@ fn open_options(config: &SourceConfig) -> gix::open::Options {
         // Abort a transfer that stalls below 1 KiB/s for the whole timeout.
         "http.lowSpeedLimit=1024".to_owned(),
         format!("http.lowSpeedTime={secs}"),
+        // No single object is inflated past this while a fetched pack is indexed: a repository
+        // holding a larger object (a 2 GiB blob of zeros is 2 MB on the wire) fails to fetch
+        // instead of taking the host's memory. Kit files are capped far lower, at read time.
+        format!("gitoxide.objects.allocLimit={MAX_OBJECT_BYTES}"),
     ];
     if let Some(ssh) = config.auth.ssh_command(secs) {
         overrides.push(format!("core.sshCommand={ssh}"));
@@ -608,6 +619,7 @@ struct Fetch {
     reference: RefSpec,
     auth: Auth,
     previous: Option<ObjectId>,
+    refused: Arc<Mutex<Option<ObjectId>>>,
 }
 
 struct Fetched {
@@ -647,7 +659,20 @@ impl Fetch {
                 fetched: false,
             });
         }
-        prepare.receive(gix::progress::Discard, interrupt).map_err(fail)?;
+        let too_large = || Error::ObjectTooLarge {
+            url: self.shown_url.clone(),
+            limit_mib: MAX_OBJECT_BYTES >> 20,
+        };
+        // Refused once: not downloaded and inflated again at every poll.
+        if *self.refused.lock().unwrap_or_else(PoisonError::into_inner) == Some(target) {
+            return Err(too_large());
+        }
+        if let Err(e) = prepare.receive(gix::progress::Discard, interrupt).map_err(fail) {
+            if matches!(e, Error::ObjectTooLarge { .. }) {
+                *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(target);
+            }
+            return Err(e);
+        }
         if !has_commit(&repo, target) {
             return Err(Error::MissingRef {
                 url: self.shown_url.clone(),
@@ -737,6 +762,12 @@ fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
         .any(|needle| lower.contains(needle));
     if denied {
         return Error::Unauthenticated { url: url.to_owned() };
+    }
+    if lower.contains("too large to fit in memory") {
+        return Error::ObjectTooLarge {
+            url: url.to_owned(),
+            limit_mib: MAX_OBJECT_BYTES >> 20,
+        };
     }
     let unreachable_kind = io_kind.filter(|k| {
         matches!(

@@ -27,7 +27,7 @@ mod snapshot;
 
 pub use auth::{Auth, Secret};
 pub use error::{Error, Result};
-pub use git::{CommitInfo, PollOutcome, Source, SourceConfig};
+pub use git::{CommitInfo, MAX_OBJECT_BYTES, PollOutcome, Source, SourceConfig};
 pub use redact::{redact_text, redact_url};
 pub use refspec::RefSpec;
 pub use snapshot::{Limits, MAX_DEPTH, Refused, Snapshot, WORKTREE, escape_name};

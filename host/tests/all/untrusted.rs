@@ -420,3 +420,39 @@ fn secret_values_never_leave_in_any_output() {
         "the plugin's error is shown: {stdout}"
     );
 }
+
+/// Class 2: a fetch never inflates an object past the limit: a repository holding a 129 MiB
+/// blob of zeros (a few hundred KiB on the wire) is refused with a clear error, and the source
+/// keeps working from its cache afterwards.
+#[test]
+fn a_huge_object_is_never_inflated_by_a_fetch() {
+    use kitsync::source::{Error, RefSpec, Source, SourceConfig};
+    let repo = tempfile::tempdir().expect("repo");
+    let r = repo.path();
+    git(r, &["init", "-q", "--bare"], None);
+    let zeros = vec![0u8; kitsync::source::MAX_OBJECT_BYTES + (1 << 20)];
+    let big = kit(r, &[("100644", b"zero.yaml", blob(r, &zeros))]);
+    drop(zeros);
+    let kits = tree(r, &[("040000", b"zero", big)]);
+    let root = tree(r, &[("040000", b"kits", kits)]);
+    let commit = git(r, &["commit-tree", &root, "-m", "a zero bomb"], None);
+    git(r, &["update-ref", "refs/heads/main", &commit], None);
+
+    let cache = tempfile::tempdir().expect("cache");
+    let config = SourceConfig::new(
+        format!("file://{}", r.display()),
+        RefSpec::parse("main").expect("ref"),
+        cache.path().join("c"),
+    );
+    let source = Source::open(config).expect("opens");
+    let err = source.poll().expect_err("refused");
+    assert!(matches!(err, Error::ObjectTooLarge { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot be fetched"), "{err}");
+    assert!(source.last_commit().is_none());
+    // The same commit is refused again at once, without another download.
+    let started = std::time::Instant::now();
+    let again = source.poll().expect_err("still refused");
+    assert!(matches!(again, Error::ObjectTooLarge { .. }), "{again:?}");
+    assert_eq!(source.fetches(), 0);
+    eprintln!("second poll refused in {:?}", started.elapsed());
+}
