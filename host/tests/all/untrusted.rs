@@ -455,4 +455,9 @@ fn a_huge_object_is_never_inflated_by_a_fetch() {
     assert!(matches!(again, Error::ObjectTooLarge { .. }), "{again:?}");
     assert_eq!(source.fetches(), 0);
     eprintln!("second poll refused in {:?}", started.elapsed());
+    // Nothing of the refused pack is left behind in the cache.
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("c/objects/pack"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
