@@ -72,6 +72,7 @@ impl ServeArgs {
                     token_env: self.token_env.clone(),
                     ..CredentialsFile::default()
                 },
+                webhook: None,
             }],
             ..HostFile::default()
         };

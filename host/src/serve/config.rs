@@ -67,6 +67,58 @@ pub struct HostFile {
     /// The repositories to follow.
     #[serde(default)]
     pub sources: Vec<SourceFile>,
+    /// Listen addresses (each off unless set).
+    #[serde(default)]
+    pub listen: ListenFile,
+    /// Largest webhook body read, bytes (default 1 MiB).
+    pub webhook_max_body_bytes: Option<usize>,
+    /// Let webhooks without a secret trigger polls (warned at every start).
+    pub insecure_webhooks: Option<bool>,
+}
+
+/// `listen:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    /// Address of `/healthz` and `/readyz`, e.g. `0.0.0.0:9440`.
+    pub probes: Option<String>,
+    /// Address of the webhook receiver, e.g. `0.0.0.0:9292`.
+    pub webhooks: Option<String>,
+}
+
+/// A source's `webhook:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookFile {
+    /// `github`, `gitea`, `gitlab` or `generic`.
+    pub provider: Provider,
+    /// A file holding the shared secret.
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable holding the shared secret.
+    pub secret_env: Option<String>,
+}
+
+/// How a webhook call proves it knows the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>`.
+    Github,
+    /// `X-Gitea-Signature: <HMAC-SHA256 of the body>`.
+    Gitea,
+    /// `X-Gitlab-Token: <the secret>`.
+    Gitlab,
+    /// `X-Kitsync-Signature: sha256=<HMAC-SHA256 of the body>`.
+    Generic,
+}
+
+/// A source's webhook, resolved.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Signature scheme.
+    pub provider: Provider,
+    /// Where the shared secret is; `None` only with `insecureWebhooks: true`.
+    pub secret: Option<Secret>,
 }
 
 /// `retry:`.
@@ -150,6 +202,8 @@ pub struct SourceFile {
     /// Credentials.
     #[serde(default)]
     pub credentials: CredentialsFile,
+    /// A push webhook that makes this source poll at once.
+    pub webhook: Option<WebhookFile>,
 }
 
 /// `credentials:` of a source; secrets come from files or variables, never inline.
@@ -187,6 +241,8 @@ pub struct SourceSettings {
     pub timeout: Duration,
     /// Credentials.
     pub auth: Auth,
+    /// Its push webhook, if any.
+    pub webhook: Option<WebhookSettings>,
 }
 
 /// The host configuration, resolved and checked.
@@ -216,6 +272,14 @@ pub struct HostConfig {
     pub trusted: Vec<TrustedPolicy>,
     /// The sources.
     pub sources: Vec<SourceSettings>,
+    /// Address of the probes, if any.
+    pub probes_listen: Option<std::net::SocketAddr>,
+    /// Address of the webhook receiver, if any.
+    pub webhooks_listen: Option<std::net::SocketAddr>,
+    /// Largest webhook body read, bytes.
+    pub webhook_max_body_bytes: usize,
+    /// Webhooks without a secret are allowed (the operator said so).
+    pub insecure_webhooks: bool,
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> Error {
@@ -327,9 +391,23 @@ impl HostConfig {
             .map(|policy| policy.load().map_err(|e| invalid(name, e)))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let insecure_webhooks = file.insecure_webhooks.unwrap_or(false);
+        let address = |field: &str, text: Option<String>| -> Result<Option<std::net::SocketAddr>, Error> {
+            text.map(|t| {
+                t.parse().map_err(|_| {
+                    invalid(
+                        name,
+                        format!("listen.{field}: {t:?} is not an address like 0.0.0.0:9440"),
+                    )
+                })
+            })
+            .transpose()
+        };
+        let probes_listen = address("probes", file.listen.probes)?;
+        let webhooks_listen = address("webhooks", file.listen.webhooks)?;
         let mut sources: Vec<SourceSettings> = Vec::new();
         for source in file.sources {
-            let resolved = resolve_source(name, source)?;
+            let resolved = resolve_source(name, source, insecure_webhooks)?;
             if sources.iter().any(|s| s.name == resolved.name) {
                 return Err(invalid(name, format!("two sources are named {}", resolved.name)));
             }
@@ -353,11 +431,15 @@ impl HostConfig {
             plugin_ceilings,
             trusted,
             sources,
+            probes_listen,
+            webhooks_listen,
+            webhook_max_body_bytes: file.webhook_max_body_bytes.unwrap_or(1 << 20),
+            insecure_webhooks,
         })
     }
 }
 
-fn resolve_source(file: &str, source: SourceFile) -> Result<SourceSettings, Error> {
+fn resolve_source(file: &str, source: SourceFile, insecure_webhooks: bool) -> Result<SourceSettings, Error> {
     let name = source.name;
     if !is_dns_label(&name) {
         return Err(invalid(
@@ -417,7 +499,36 @@ fn resolve_source(file: &str, source: SourceFile) -> Result<SourceSettings, Erro
             ));
         }
     };
+    let webhook = match source.webhook {
+        None => None,
+        Some(hook) => {
+            let secret = match (hook.secret_file, hook.secret_env) {
+                (Some(f), None) => Some(Secret::File(f)),
+                (None, Some(v)) => Some(Secret::Env(v)),
+                (None, None) if insecure_webhooks => None,
+                (None, None) => {
+                    return Err(invalid(
+                        file,
+                        format!(
+                            "source {name}: webhook has no secret: set secretFile or secretEnv (or insecureWebhooks: true, which lets anyone trigger polls)"
+                        ),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        file,
+                        format!("source {name}: webhook: give secretFile or secretEnv, not both"),
+                    ));
+                }
+            };
+            Some(WebhookSettings {
+                provider: hook.provider,
+                secret,
+            })
+        }
+    };
     Ok(SourceSettings {
+        webhook,
         name,
         url: source.url,
         reference,

@@ -11,6 +11,7 @@
 //! returns within the grace period.
 
 pub mod config;
+pub mod http;
 
 pub use config::{HostConfig, SourceSettings};
 
@@ -40,6 +41,10 @@ struct Shared {
     /// `(kit, reconcile-at value)` requests from the Kit watch.
     requests: broadcast::Sender<(String, String)>,
     shutdown: watch::Receiver<bool>,
+    /// What the probes report.
+    health: Arc<http::Health>,
+    /// Sources not polled yet; `/readyz` waits for 0.
+    unpolled: std::sync::atomic::AtomicUsize,
 }
 
 /// Runs the service until `shutdown` turns true, then waits (at most the grace period) for
@@ -74,13 +79,56 @@ pub async fn run(
             .with_default_service_account(config.default_service_account.clone()),
         requests,
         shutdown: shutdown.clone(),
+        health: Arc::default(),
+        unpolled: std::sync::atomic::AtomicUsize::new(config.sources.len()),
         config,
     });
+
+    shared
+        .health
+        .crd_installed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Webhook secrets are read now: a missing one stops the start, with its name.
+    let mut hooks = HashMap::new();
+    for settings in &shared.config.sources {
+        if let Some(webhook) = &settings.webhook {
+            let hook = http::hook_for(webhook)
+                .map_err(|e| anyhow!("source {}: webhook secret: {e}", settings.name))?;
+            if hook.secret.is_none() {
+                tracing::warn!(source = %settings.name, "webhook WITHOUT a secret (insecureWebhooks): anyone who can reach it can trigger polls");
+            }
+            hooks.insert(settings.name.clone(), hook);
+        }
+    }
+    if let Some(addr) = shared.config.probes_listen {
+        http::probes(addr, shared.health.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("listening for probes on {addr}"))?;
+    }
+    let triggers: HashMap<String, Arc<tokio::sync::Notify>> = hooks
+        .iter()
+        .map(|(name, hook)| (name.clone(), hook.trigger.clone()))
+        .collect();
+    if let Some(addr) = shared.config.webhooks_listen {
+        if hooks.is_empty() {
+            tracing::warn!(%addr, "webhook receiver started, but no source has a webhook");
+        }
+        http::webhooks(
+            addr,
+            hooks,
+            shared.config.webhook_max_body_bytes,
+            shared.health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("listening for webhooks on {addr}"))?;
+    }
 
     let mut loops = tokio::task::JoinSet::new();
     loops.spawn(watch_requests(client.clone(), namespace.clone(), shared.clone()));
     for settings in shared.config.sources.clone() {
-        let source_loop = SourceLoop::open(shared.clone(), settings, &existing).await?;
+        let trigger = triggers.get(&settings.name).cloned();
+        let source_loop = SourceLoop::open(shared.clone(), settings, &existing, trigger).await?;
         loops.spawn(source_loop.run());
     }
     tracing::info!(sources = shared.config.sources.len(), "kitsync serve started");
@@ -187,6 +235,9 @@ struct SourceLoop {
     round_retry_at: Option<Instant>,
     round_failures: u32,
     commit: Option<String>,
+    /// Woken by this source's webhook.
+    trigger: Option<Arc<tokio::sync::Notify>>,
+    polled_once: bool,
 }
 
 impl SourceLoop {
@@ -194,6 +245,7 @@ impl SourceLoop {
         shared: Arc<Shared>,
         settings: SourceSettings,
         existing: &[status::KitObject],
+        trigger: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Self> {
         let cache_dir: PathBuf = shared.config.cache_dir.join("sources").join(format!(
             "{}-{}",
@@ -235,6 +287,8 @@ impl SourceLoop {
             round_retry_at: None,
             round_failures: 0,
             commit: None,
+            trigger,
+            polled_once: false,
         })
     }
 
@@ -285,6 +339,15 @@ impl SourceLoop {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = stop.changed() => {}
+                _ = async {
+                    match &self.trigger {
+                        Some(trigger) => trigger.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // A push webhook: poll now (the commit still comes from the remote's ref).
+                    next_poll = Instant::now();
+                }
             }
             if self.stopping() {
                 break;
@@ -294,7 +357,21 @@ impl SourceLoop {
             if now >= next_poll {
                 next_poll = self.next_poll();
                 use tracing::Instrument;
-                match self.source.poll_async().instrument(span.clone()).await {
+                let polled = self.source.poll_async().instrument(span.clone()).await;
+                if !self.polled_once {
+                    self.polled_once = true;
+                    let left = self
+                        .shared
+                        .unpolled
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    if left <= 1 {
+                        self.shared
+                            .health
+                            .sources_polled
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                match polled {
                     Ok(outcome) => {
                         changed = self.commit.as_deref() != Some(outcome.commit());
                         if changed {

@@ -830,3 +830,127 @@ async fn kits_without_a_service_account_write_as_the_default_one() {
     );
     service.stop().await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// An HTTP/1.1 request over a plain socket; returns the status code.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let _ = stream.write_all(request.as_bytes());
+    let _ = stream.write_all(body);
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+fn github_signature(body: &[u8], secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Issue 11, first part: a signed push webhook makes a source poll at once (the interval here
+/// is an hour), unsigned or wrongly signed calls trigger nothing, oversized and malformed
+/// bodies are refused, and the probes answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_polls_now_and_nothing_else_does() {
+    let id = suffix("w");
+    let repo = Repo::example(&id);
+    let v5 = repo.commit("v5");
+    let cache = tempfile::tempdir().expect("cache");
+    let (probes, hooks) = (free_port(), free_port());
+    let secret_file = cache.path().join("hook-secret");
+    std::fs::write(&secret_file, "whsec-123\n").expect("secret");
+    let text = format!(
+        "hostNamespace: kitsync-{id}\ncacheDir: {}\nlisten: {{probes: 127.0.0.1:{probes}, webhooks: 127.0.0.1:{hooks}}}\nsources:\n  - name: gitops\n    url: {}\n    interval: 1h\n    webhook: {{provider: github, secretFile: {}}}\n",
+        cache.path().display(),
+        repo.url(),
+        secret_file.display()
+    );
+    let file = cache.path().join("host.yaml");
+    std::fs::write(&file, text).expect("host config");
+    let config = HostConfig::load(&file).expect("host config parses");
+    let service = Service::start(config).await;
+    service.wait_applied("manufracture", &v5).await;
+    let get = |path: &'static str| async move {
+        tokio::task::spawn_blocking(move || http(probes, "GET", path, &[], b""))
+            .await
+            .expect("probe")
+    };
+    assert_eq!(get("/healthz").await, 200);
+    assert_eq!(get("/readyz").await, 200);
+
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| async move {
+        tokio::task::spawn_blocking(move || http(hooks, "POST", "/hooks/gitops", &headers, &body))
+            .await
+            .expect("post")
+    };
+    let push = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let event = ("X-GitHub-Event", "push".to_owned());
+    // Refused calls trigger nothing.
+    repo.edit("kits/manufracture/vision.yaml", "port: 6776", "port: 5445");
+    let v6 = repo.commit("v6");
+    let wrong = github_signature(&push, "guess");
+    let other_body = github_signature(b"{}", "whsec-123");
+    let sha1 = github_signature(&push, "whsec-123").replace("sha256=", "sha1=");
+    for signature in [Some(wrong), Some(other_body), Some(sha1), None] {
+        let mut headers = vec![event.clone()];
+        if let Some(signature) = signature {
+            headers.push(("X-Hub-Signature-256", signature));
+        }
+        assert_eq!(post(headers, push.clone()).await, 401);
+    }
+    assert_eq!(
+        post(vec![event.clone()], vec![b' '; 5 << 20]).await,
+        413,
+        "a 5 MiB body is refused"
+    );
+    let garbage = b"{not json".to_vec();
+    let signed_garbage = ("X-Hub-Signature-256", github_signature(&garbage, "whsec-123"));
+    assert_eq!(post(vec![event.clone(), signed_garbage], garbage).await, 400);
+    let ping = ("X-GitHub-Event", "ping".to_owned());
+    let signed = ("X-Hub-Signature-256", github_signature(&push, "whsec-123"));
+    assert_eq!(post(vec![ping, signed.clone()], push.clone()).await, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kit = service.kit("manufracture").await.expect("kit");
+    assert_eq!(kit.status.last_applied_revision, v5, "nothing triggered a poll");
+
+    // A signed push: the change lands without waiting for the hour.
+    let started = Instant::now();
+    assert_eq!(post(vec![event.clone(), signed.clone()], push.clone()).await, 202);
+    service.wait_applied("manufracture", &v6).await;
+    eprintln!("commit -> applied through the webhook: {:?}", started.elapsed());
+    assert_eq!(service_port(&format!("manufracture-{id}")).await, Some(5445));
+
+    // A burst of 200 valid calls is coalesced; the probes answer throughout.
+    let burst: Vec<_> = (0..200)
+        .map(|_| post(vec![event.clone(), signed.clone()], push.clone()))
+        .collect();
+    for code in futures::future::join_all(burst).await {
+        assert_eq!(code, 202);
+    }
+    assert_eq!(get("/healthz").await, 200);
+    service.stop().await;
+}

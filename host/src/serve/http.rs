@@ -1,0 +1,318 @@
+//! The service's HTTP side: the webhook receiver (`POST /hooks/<source>`) that makes a source
+//! poll now, and the probes (`/healthz`, `/readyz`).
+//!
+//! A webhook call is a trigger only: its signature is checked, in constant time, before the
+//! body is parsed, and the commit always comes from the remote's ref at the next poll, never
+//! from the payload. Triggers of one source coalesce: a burst causes one poll (or two).
+
+use super::config::{Provider, WebhookSettings};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::{Notify, watch};
+
+/// A source's webhook: how calls are checked, and what to wake.
+pub struct Hook {
+    /// The provider's signature scheme.
+    pub provider: Provider,
+    /// The shared secret (`None` only with the operator's explicit insecure flag).
+    pub secret: Option<String>,
+    /// Woken on a valid call; holds one permit, so a burst coalesces.
+    pub trigger: Arc<Notify>,
+}
+
+/// What the probes report.
+#[derive(Default)]
+pub struct Health {
+    /// Every source has been polled once (successfully or not).
+    pub sources_polled: AtomicBool,
+    /// The Kit CRD is installed.
+    pub crd_installed: AtomicBool,
+    /// Webhook calls that triggered a poll / were refused.
+    pub hooks_accepted: AtomicU64,
+    /// Webhook calls refused (bad or missing signature).
+    pub hooks_refused: AtomicU64,
+}
+
+/// Starts the webhook receiver on `addr`: `POST /hooks/<source>`.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn webhooks(
+    addr: SocketAddr,
+    hooks: HashMap<String, Hook>,
+    max_body_bytes: usize,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let state = Arc::new((hooks, health));
+    let app = Router::new()
+        .route("/hooks/{source}", post(receive))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state);
+    serve(addr, app, shutdown).await
+}
+
+/// Starts the probes on `addr`: `/healthz` and `/readyz`.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn probes(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/readyz",
+            get(|State(health): State<Arc<Health>>| async move {
+                let ready = health.sources_polled.load(Ordering::Relaxed)
+                    && health.crd_installed.load(Ordering::Relaxed);
+                if ready {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: sources not polled yet\n",
+                    )
+                }
+            }),
+        )
+        .with_state(health);
+    serve(addr, app, shutdown).await
+}
+
+async fn serve(
+    addr: SocketAddr,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "listening");
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(%addr, error = %e, "HTTP server failed");
+        }
+    }))
+}
+
+type Shared = Arc<(HashMap<String, Hook>, Arc<Health>)>;
+
+async fn receive(
+    State(state): State<Shared>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let (hooks, health) = &*state;
+    let Some(hook) = hooks.get(&source) else {
+        return (StatusCode::NOT_FOUND, "no such source\n");
+    };
+    if !authentic(hook, &headers, &body) {
+        health.hooks_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(source, provider = ?hook.provider, "webhook refused: missing or wrong signature");
+        return (StatusCode::UNAUTHORIZED, "missing or wrong signature\n");
+    }
+    let event = event(hook.provider, &headers);
+    if event.as_deref() == Some("ping") {
+        return (StatusCode::OK, "pong\n");
+    }
+    // Parsed only once authentic; nothing in it is used but its being JSON.
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return (StatusCode::BAD_REQUEST, "body is not JSON\n");
+    }
+    if !is_push(hook.provider, event.as_deref()) {
+        return (StatusCode::ACCEPTED, "event ignored\n");
+    }
+    health.hooks_accepted.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(source, "webhook: polling now");
+    hook.trigger.notify_one();
+    (StatusCode::ACCEPTED, "poll triggered\n")
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn event(provider: Provider, headers: &HeaderMap) -> Option<String> {
+    let name = match provider {
+        Provider::Github => "x-github-event",
+        Provider::Gitea => "x-gitea-event",
+        Provider::Gitlab => "x-gitlab-event",
+        Provider::Generic => "x-kitsync-event",
+    };
+    header(headers, name).map(str::to_ascii_lowercase)
+}
+
+fn is_push(provider: Provider, event: Option<&str>) -> bool {
+    match provider {
+        Provider::Github | Provider::Gitea => matches!(event, Some("push" | "create")),
+        Provider::Gitlab => matches!(event, Some("push hook" | "tag push hook")),
+        Provider::Generic => true,
+    }
+}
+
+/// Whether the call carries the provider's proof of the shared secret, checked in constant
+/// time. Only SHA-256 HMACs are accepted (GitHub's `sha1=` header is refused).
+fn authentic(hook: &Hook, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(secret) = &hook.secret else {
+        return true; // the operator's explicit insecure setting; warned at start
+    };
+    let hmac_hex = |value: &str| -> bool {
+        let Ok(expected) = hex::decode(value.trim()) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
+        mac.update(body);
+        mac.verify_slice(&expected).is_ok()
+    };
+    match hook.provider {
+        Provider::Github => header(headers, "x-hub-signature-256")
+            .and_then(|v| v.strip_prefix("sha256="))
+            .is_some_and(hmac_hex),
+        Provider::Gitea => header(headers, "x-gitea-signature").is_some_and(hmac_hex),
+        Provider::Generic => header(headers, "x-kitsync-signature")
+            .and_then(|v| v.strip_prefix("sha256="))
+            .is_some_and(hmac_hex),
+        // GitLab sends the secret itself: compare MACs of both, in constant time.
+        Provider::Gitlab => header(headers, "x-gitlab-token").is_some_and(|token| {
+            let key = b"kitsync-gitlab-token";
+            let Ok(mut of_token) = Hmac::<Sha256>::new_from_slice(key) else {
+                return false;
+            };
+            of_token.update(token.as_bytes());
+            let token_digest = of_token.finalize().into_bytes();
+            let Ok(mut of_secret) = Hmac::<Sha256>::new_from_slice(key) else {
+                return false;
+            };
+            of_secret.update(secret.as_bytes());
+            of_secret.verify_slice(&token_digest).is_ok()
+        }),
+    }
+}
+
+/// The settings' secrets, read now (a missing file or variable is an error at start).
+///
+/// # Errors
+/// A secret that cannot be read, named by where it should be.
+pub fn hook_for(settings: &WebhookSettings) -> Result<Hook, String> {
+    let secret = match &settings.secret {
+        Some(secret) => Some(secret.read().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(Hook {
+        provider: settings.provider,
+        secret,
+        trigger: Arc::new(Notify::new()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(provider: Provider) -> Hook {
+        Hook {
+            provider,
+            secret: Some("s3cret".into()),
+            trigger: Arc::new(Notify::new()),
+        }
+    }
+
+    fn sign(body: &[u8], secret: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn each_provider_accepts_its_own_proof_and_nothing_else() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let good = sign(body, "s3cret");
+        let other_body = sign(b"{}", "s3cret");
+        let wrong_key = sign(body, "guess");
+        let cases: [(Provider, &'static str, String, String); 3] = [
+            (
+                Provider::Github,
+                "x-hub-signature-256",
+                format!("sha256={good}"),
+                format!("sha256={wrong_key}"),
+            ),
+            (
+                Provider::Gitea,
+                "x-gitea-signature",
+                good.clone(),
+                wrong_key.clone(),
+            ),
+            (
+                Provider::Generic,
+                "x-kitsync-signature",
+                format!("sha256={good}"),
+                format!("sha256={other_body}"),
+            ),
+        ];
+        for (provider, name, valid, invalid) in cases {
+            let h = hook(provider);
+            assert!(authentic(&h, &headers(&[(name, valid)]), body), "{provider:?}");
+            assert!(!authentic(&h, &headers(&[(name, invalid)]), body), "{provider:?}");
+            assert!(
+                !authentic(&h, &HeaderMap::new(), body),
+                "{provider:?} without a header"
+            );
+            assert!(
+                !authentic(&h, &headers(&[(name, "zz-not-hex".into())]), body),
+                "{provider:?}"
+            );
+        }
+        let github = hook(Provider::Github);
+        let sha1 = headers(&[("x-hub-signature-256", format!("sha1={good}"))]);
+        assert!(!authentic(&github, &sha1, body), "sha1 is refused");
+        let gitlab = hook(Provider::Gitlab);
+        assert!(authentic(
+            &gitlab,
+            &headers(&[("x-gitlab-token", "s3cret".into())]),
+            body
+        ));
+        assert!(!authentic(
+            &gitlab,
+            &headers(&[("x-gitlab-token", "s3cre".into())]),
+            body
+        ));
+        assert!(!authentic(&gitlab, &HeaderMap::new(), body));
+    }
+
+    #[test]
+    fn push_events_by_provider() {
+        assert!(is_push(Provider::Github, Some("push")));
+        assert!(!is_push(Provider::Github, Some("issues")));
+        assert!(is_push(Provider::Gitlab, Some("push hook")));
+        assert!(!is_push(Provider::Gitlab, None));
+        assert!(is_push(Provider::Generic, None));
+    }
+}
