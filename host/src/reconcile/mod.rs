@@ -97,10 +97,47 @@ impl Reconciler {
     }
 
     /// Starts a status for `kit` at `generation` from the last one.
-    async fn base_status(&self, kit: &str, generation: i64) -> KitStatus {
-        let mut status = self.status.status(kit).await.unwrap_or_default();
+    /// Creates or updates the Kit's spec and starts its next status from the last one; a
+    /// Kit that cannot be written is a retryable failure (nothing is applied unrecorded).
+    async fn begin(&self, job: &Job<'_>) -> Result<KitStatus, Outcome> {
+        let name = &job.rendered.kit;
+        let generation = self.status.ensure(name, &self.spec(job)).await.map_err(|message| {
+            tracing::warn!(kit = %name, reason = %message, "cannot record the kit's status; not going on");
+            Outcome::Failed {
+                retryable: true,
+                message,
+            }
+        })?;
+        let mut status = self.status.status(name).await.unwrap_or_default();
         status.observed_generation = generation;
-        status
+        status.last_attempted_revision = job.commit.commit.clone();
+        Ok(status)
+    }
+
+    /// Records a failure of `revision`: Ready=False (and Stalled unless `retryable`), a
+    /// Warning Event, a log line. The kit stays at its last applied revision.
+    async fn fail(
+        &self,
+        name: &str,
+        revision: &str,
+        mut status: KitStatus,
+        reason: &str,
+        message: String,
+        retryable: bool,
+    ) -> Outcome {
+        tracing::warn!(reason = %message, retryable, "{reason}: the kit stays at its last applied revision");
+        status.set_condition("Ready", false, reason, &message);
+        if retryable {
+            status.clear_condition("Stalled");
+        } else {
+            status.set_condition("Stalled", true, reason, &message);
+        }
+        status.clear_condition("Reconciling");
+        self.record(name, &status).await;
+        self.status
+            .event(name, revision, status::Severity::Warning, reason, &message)
+            .await;
+        Outcome::Failed { retryable, message }
     }
 
     /// Applies one rendered kit and records the outcome (logs carry source, kit and revision).
@@ -118,19 +155,11 @@ impl Reconciler {
     async fn reconcile_in_span(&self, job: Job<'_>) -> Outcome {
         let name = job.rendered.kit.clone();
         let revision = job.commit.commit.clone();
-        let generation = match self.status.ensure(&name, &self.spec(&job)).await {
-            Ok(g) => g,
-            Err(message) => {
-                tracing::warn!(reason = %message, "cannot record the kit's status; not applying");
-                return Outcome::Failed {
-                    retryable: true,
-                    message,
-                };
-            }
+        let mut status = match self.begin(&job).await {
+            Ok(status) => status,
+            Err(outcome) => return outcome,
         };
-        let mut status = self.base_status(&name, generation).await;
         let was_failing = status.condition("Ready").is_some_and(|c| c.status == "False");
-        status.last_attempted_revision = revision.clone();
         if let Some(at) = &job.reconcile_at {
             status.last_handled_reconcile_at = at.clone();
         }
@@ -138,24 +167,9 @@ impl Reconciler {
 
         let (Some(kit), Some(platform), None) = (job.kit, job.platform, &job.rendered.failed) else {
             let message = format!("revision {}: {}", short(&revision), failure_message(job.rendered));
-            tracing::warn!(reason = %message, "kit blocked before apply; it stays at its last applied revision");
-            status.set_condition("Ready", false, "RenderFailed", &message);
-            status.set_condition("Stalled", true, "RenderFailed", &message);
-            status.clear_condition("Reconciling");
-            self.record(&name, &status).await;
-            self.status
-                .event(
-                    &name,
-                    &revision,
-                    status::Severity::Warning,
-                    "RenderFailed",
-                    &message,
-                )
+            return self
+                .fail(&name, &revision, status, "RenderFailed", message, false)
                 .await;
-            return Outcome::Failed {
-                retryable: false,
-                message,
-            };
         };
 
         let mut reconciling = status.clone();
@@ -267,26 +281,16 @@ impl Reconciler {
                 }
             }
             Err(error) => {
-                let retryable = error.is_retryable();
                 let message = format!("revision {}: {}", short(&revision), apply_failure(&error));
-                tracing::warn!(reason = %message, retryable, "apply failed; the kit stays at its last applied revision");
-                status.set_condition("Ready", false, "ApplyFailed", &message);
-                if retryable {
-                    status.clear_condition("Stalled");
-                } else {
-                    status.set_condition("Stalled", true, "ApplyFailed", &message);
-                }
-                self.record(&name, &status).await;
-                self.status
-                    .event(
-                        &name,
-                        &revision,
-                        status::Severity::Warning,
-                        "ApplyFailed",
-                        &message,
-                    )
-                    .await;
-                Outcome::Failed { retryable, message }
+                self.fail(
+                    &name,
+                    &revision,
+                    status,
+                    "ApplyFailed",
+                    message,
+                    error.is_retryable(),
+                )
+                .await
             }
         }
     }
@@ -295,17 +299,10 @@ impl Reconciler {
     pub async fn waiting(&self, job: Job<'_>, dependency: &str) -> Outcome {
         let name = job.rendered.kit.clone();
         let message = format!("waiting for kit {dependency}, which it depends on, to be Ready");
-        let generation = match self.status.ensure(&name, &self.spec(&job)).await {
-            Ok(g) => g,
-            Err(message) => {
-                return Outcome::Failed {
-                    retryable: true,
-                    message,
-                };
-            }
+        let mut status = match self.begin(&job).await {
+            Ok(status) => status,
+            Err(outcome) => return outcome,
         };
-        let mut status = self.base_status(&name, generation).await;
-        status.last_attempted_revision = job.commit.commit.clone();
         status.set_condition("Ready", false, "DependencyNotReady", &message);
         status.clear_condition("Stalled");
         self.record(&name, &status).await;
