@@ -205,10 +205,11 @@ fn plain_directory(args: &SyncArgs) -> Result<(Snapshot, Discovery, Kit)> {
             ]),
     )?;
     let discovery = crate::kit::discover(&snapshot);
-    let mut kit = match discovery.kits.values().next() {
-        Some(Ok(kit)) => kit.clone(),
+    // The kit at the directory's root ("root"); a kit.yaml further down is another kit.
+    let mut kit = match discovery.kits.get("root") {
+        Some(Ok(kit)) if kit.dir.is_empty() => kit.clone(),
         Some(Err(e)) => bail!("{}: {e}", args.dir.display()),
-        None => bail!("{}: no manifests", args.dir.display()),
+        _ => bail!("{}: no manifests", args.dir.display()),
     };
     kit.name = name;
     Ok((snapshot, discovery, kit))
