@@ -289,16 +289,22 @@ fn invalid(file: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// Longest interval, timeout or delay the host config may set: longer values are typos, and
+/// would overflow the clock arithmetic they feed.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> Result<Duration, Error> {
-    match text {
-        None => Ok(default),
-        Some(t) => parse_duration(t).filter(|d| !d.is_zero()).ok_or_else(|| {
-            invalid(
-                file,
-                format!("{field}: {t:?} is not a duration like 30s, 5m or 1h"),
-            )
-        }),
+    let Some(t) = text else { return Ok(default) };
+    let parsed = parse_duration(t).filter(|d| !d.is_zero()).ok_or_else(|| {
+        invalid(
+            file,
+            format!("{field}: {t:?} is not a duration like 30s, 5m or 1h"),
+        )
+    })?;
+    if parsed > MAX_DURATION {
+        return Err(invalid(file, format!("{field}: {t:?} is longer than 30 days")));
     }
+    Ok(parsed)
 }
 
 /// `$XDG_CACHE_HOME/kitsync` or `~/.cache/kitsync`.
@@ -574,6 +580,10 @@ mod tests {
             ("sources: []\n", "no sources"),
             ("sources:\n  - {name: Git_Ops, url: x}\n", "DNS-1123"),
             ("sources:\n  - {name: a, url: x, interval: soon}\n", "interval"),
+            (
+                "sources:\n  - {name: a, url: x, interval: 800h}\n",
+                "longer than 30 days",
+            ),
             (
                 "sources:\n  - {name: a, url: x, path: ../up}\n",
                 "leaves the repository",
