@@ -16,7 +16,7 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, watch};
 
 /// A source's webhook: how calls are checked, and what to wake.
@@ -36,13 +36,9 @@ pub struct Health {
     pub sources_polled: AtomicBool,
     /// The Kit CRD is installed.
     pub crd_installed: AtomicBool,
-    /// Webhook calls that triggered a poll / were refused.
-    pub hooks_accepted: AtomicU64,
-    /// Webhook calls refused (bad or missing signature).
-    pub hooks_refused: AtomicU64,
 }
 
-/// Starts the webhook receiver on `addr`: `POST /hooks/<source>`.
+/// Serves the webhook receiver on `addr` (`POST /hooks/<source>`) until shutdown.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -50,18 +46,16 @@ pub async fn webhooks(
     addr: SocketAddr,
     hooks: HashMap<String, Hook>,
     max_body_bytes: usize,
-    health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let state = Arc::new((hooks, health));
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/hooks/{source}", post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state);
+        .with_state(Arc::new(hooks));
     serve(addr, app, shutdown).await
 }
 
-/// Starts the probes on `addr`: `/healthz` and `/readyz`.
+/// Serves the probes on `addr` (`/healthz`, `/readyz`) until shutdown.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -69,7 +63,7 @@ pub async fn probes(
     addr: SocketAddr,
     health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route(
@@ -91,14 +85,10 @@ pub async fn probes(
     serve(addr, app, shutdown).await
 }
 
-async fn serve(
-    addr: SocketAddr,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+async fn serve(addr: SocketAddr, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "listening");
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let stop = async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {
@@ -109,23 +99,20 @@ async fn serve(
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::error!(%addr, error = %e, "HTTP server failed");
         }
-    }))
+    });
+    Ok(())
 }
 
-type Shared = Arc<(HashMap<String, Hook>, Arc<Health>)>;
-
 async fn receive(
-    State(state): State<Shared>,
+    State(hooks): State<Arc<HashMap<String, Hook>>>,
     Path(source): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    let (hooks, health) = &*state;
     let Some(hook) = hooks.get(&source) else {
         return (StatusCode::NOT_FOUND, "no such source\n");
     };
     if !authentic(hook, &headers, &body) {
-        health.hooks_refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(source, provider = ?hook.provider, "webhook refused: missing or wrong signature");
         return (StatusCode::UNAUTHORIZED, "missing or wrong signature\n");
     }
@@ -140,7 +127,6 @@ async fn receive(
     if !is_push(hook.provider, event.as_deref()) {
         return (StatusCode::ACCEPTED, "event ignored\n");
     }
-    health.hooks_accepted.fetch_add(1, Ordering::Relaxed);
     tracing::info!(source, "webhook: polling now");
     hook.trigger.notify_one();
     (StatusCode::ACCEPTED, "poll triggered\n")

@@ -117,7 +117,6 @@ pub async fn run(
             addr,
             hooks,
             shared.config.webhook_max_body_bytes,
-            shared.health.clone(),
             shutdown.clone(),
         )
         .await
