@@ -28,19 +28,7 @@ fn sha256(path: &Path) -> String {
     kitsync::plugin::sha256_hex(&std::fs::read(path).expect("read plugin"))
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "init.defaultBranch=main", "-c", "user.name=Kit Tester"])
-        .args(["-c", "user.email=kit@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_owned()
-}
+use super::git;
 
 /// A GitOps repository in a temp dir, starting from the bundled example's platform file and
 /// plugins.

@@ -72,3 +72,55 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Runs git in `dir` as `author` (name, email), with no user or system configuration and
+/// `input` on stdin; fails the test when git fails. Returns stdout, trimmed.
+fn git_as(dir: &std::path::Path, author: (&str, &str), args: &[&str], input: Option<&[u8]>) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("git")
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(["-c", "advice.detachedHead=false"])
+        .args([
+            "-c",
+            &format!("user.name={}", author.0),
+            "-c",
+            &format!("user.email={}", author.1),
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("git exits");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// [`git_as`] as the tests' usual author, without input.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    git_as(dir, ("Kit Tester", "kit@example.com"), args, None)
+}

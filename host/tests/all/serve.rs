@@ -17,32 +17,7 @@ fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    git_as(dir, "Kit Tester", "kit@example.com", args)
-}
-
-fn git_as(dir: &Path, name: &str, email: &str, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "init.defaultBranch=main"])
-        .args([
-            "-c",
-            &format!("user.name={name}"),
-            "-c",
-            &format!("user.email={email}"),
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use super::git;
 
 /// A Git repository holding the bundled example with per-test namespaces.
 struct Repo {
@@ -95,11 +70,11 @@ impl Repo {
 
     fn commit_as(&self, name: &str, email: &str, subject: &str) -> String {
         git(self.path(), &["add", "-A"]);
-        git_as(
+        super::git_as(
             self.path(),
-            name,
-            email,
+            (name, email),
             &["commit", "-q", "--allow-empty", "-m", subject],
+            None,
         );
         git(self.path(), &["rev-parse", "HEAD"])
     }
