@@ -55,6 +55,21 @@ pub enum Error {
         /// Which limit, e.g. `nodes: 1000000`.
         what: String,
     },
+    /// An identity field holds something other than text: YAML 1.1 reads `y`, `n`, `yes`,
+    /// `no`, `on`, `off` as booleans and `1.10` as a number.
+    #[error(
+        "{file}:{line}: {field} is {value}, not text; quote it (YAML reads y, n, yes, no, on, off as booleans)"
+    )]
+    NotText {
+        /// Repository-relative file.
+        file: String,
+        /// One-based line of the field.
+        line: u32,
+        /// `apiVersion`, `kind`, `metadata.name` or `metadata.namespace`.
+        field: &'static str,
+        /// The value as parsed.
+        value: String,
+    },
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("{file}: {bytes} bytes is over the {MAX_FILE_BYTES}-byte limit for a manifest")]
     TooLarge {
@@ -194,6 +209,17 @@ pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Ve
                     line: Some(item_line),
                     pointer: Some(pointer),
                 };
+                if let Some((field, pointer, value)) = not_text(&item) {
+                    let line = index
+                        .line(document_index, &format!("/items/{i}{pointer}"))
+                        .unwrap_or(item_line);
+                    return Err(Error::NotText {
+                        file: file.to_owned(),
+                        line,
+                        field,
+                        value,
+                    });
+                }
                 let object = Object::new(item, Some(origin)).map_err(|field| Error::MissingIdentity {
                     file: file.to_owned(),
                     line: item_line,
@@ -210,6 +236,15 @@ pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Ve
             line: Some(line),
             pointer: None,
         };
+        if let Some((field, pointer, value)) = not_text(&document.value) {
+            let index = line_index.get_or_insert_with(|| LineIndex::build(text));
+            return Err(Error::NotText {
+                file: file.to_owned(),
+                line: index.line(document_index, pointer).unwrap_or(line),
+                field,
+                value,
+            });
+        }
         let object = Object::new(document.value, Some(origin)).map_err(|field| Error::MissingIdentity {
             file: file.to_owned(),
             line,
@@ -219,6 +254,21 @@ pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Ve
         objects.push(object);
     }
     Ok(objects)
+}
+
+/// The first identity field of `value` that is present but not a string, as (field, pointer).
+fn not_text(value: &Value) -> Option<(&'static str, &'static str, String)> {
+    [
+        ("apiVersion", "/apiVersion"),
+        ("kind", "/kind"),
+        ("metadata.name", "/metadata/name"),
+        ("metadata.namespace", "/metadata/namespace"),
+    ]
+    .into_iter()
+    .find_map(|(field, pointer)| {
+        let found = value.pointer(pointer)?;
+        (!found.is_string() && !found.is_null()).then(|| (field, pointer, found.to_string()))
+    })
 }
 
 /// A list document: `kind: List` or `*List` with an `items` array and no `metadata.name`
@@ -323,6 +373,29 @@ mod tests {
         )
         .expect_err("no name");
         assert_eq!(err.to_string(), "l.yaml:4: document 0 has no apiVersion");
+    }
+
+    #[test]
+    fn identity_fields_that_yaml_reads_as_booleans_say_quote_it() {
+        let err = parse(
+            "b.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n",
+        )
+        .expect_err("bool");
+        assert_eq!(
+            err.to_string(),
+            "b.yaml:4: metadata.name is true, not text; quote it (YAML reads y, n, yes, no, on, off as booleans)"
+        );
+        let err = parse(
+            "n.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: n\n",
+        )
+        .expect_err("bool namespace");
+        assert!(
+            err.to_string()
+                .starts_with("n.yaml:5: metadata.namespace is false"),
+            "{err}"
+        );
     }
 
     #[test]

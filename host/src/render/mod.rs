@@ -601,6 +601,7 @@ fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Fai
                         column: u32::try_from(*column).ok().filter(|c| *c > 0),
                     }),
                     manifest::Error::NotAnObject { file, line, .. }
+                    | manifest::Error::NotText { file, line, .. }
                     | manifest::Error::MissingIdentity { file, line, .. } => {
                         Some(crate::diagnostic::Location {
                             file: file.clone(),

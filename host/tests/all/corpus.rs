@@ -64,7 +64,9 @@ fn every_corpus_file_parses_or_fails_located() {
                 );
                 let line = match &error {
                     Error::Syntax { line, .. } => *line,
-                    Error::NotAnObject { line, .. } | Error::MissingIdentity { line, .. } => u64::from(*line),
+                    Error::NotAnObject { line, .. }
+                    | Error::NotText { line, .. }
+                    | Error::MissingIdentity { line, .. } => u64::from(*line),
                     Error::TooLarge { .. } | Error::OverBudget { .. } => 1,
                 };
                 assert!(line >= 1, "error without a line: {shown}");
