@@ -57,6 +57,18 @@ impl SecretValues {
             }
         }
         values.retain(|v| v.trim().len() >= MIN_LEN);
+        // The same value inside JSON text (an object echoed as JSON) is escaped: both forms,
+        // computed once here rather than at every redaction.
+        let escaped: Vec<String> = values
+            .iter()
+            .map(|v| {
+                serde_json::Value::from(v.as_str())
+                    .to_string()
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect();
+        values.extend(escaped);
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         SecretValues { values }
@@ -65,6 +77,9 @@ impl SecretValues {
     /// Adds the values of `objects` (a transformer's output, say).
     pub fn extend<'a>(&mut self, objects: impl IntoIterator<Item = &'a Object>) {
         let more = SecretValues::of(objects);
+        if more.values.iter().all(|v| self.values.contains(v)) {
+            return;
+        }
         self.values.extend(more.values);
         self.values
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -82,12 +97,6 @@ impl SecretValues {
         for value in &self.values {
             if out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), REDACTED);
-            }
-            // The same value inside JSON text (an object echoed as JSON) is escaped.
-            let escaped = serde_json::Value::from(value.as_str()).to_string();
-            let escaped = escaped.trim_matches('"');
-            if escaped != value && out.contains(escaped) {
-                out = out.replace(escaped, REDACTED);
             }
         }
         out

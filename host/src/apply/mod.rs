@@ -354,11 +354,24 @@ impl Applier {
     /// (custom kinds the guards cannot know statically), so one live object has one identity
     /// in the inventory and prune never mistakes a cleaned-up line for a removal.
     async fn drop_stray_namespaces(&self, objects: &mut [Object]) {
+        // One question per kind: a kind the cluster does not serve yet (its CRD comes with
+        // this kit) is asked about once, not once per object.
+        let mut cluster_scoped: HashMap<(String, String), bool> = HashMap::new();
         for object in objects.iter_mut().filter(|o| o.id.namespace.is_some()) {
-            let none = NewKinds::new();
-            if let Ok((_, caps)) = self.resolve(&object.id.api_version, &object.id.kind, &none).await
-                && caps.scope == Scope::Cluster
-            {
+            let kind = (object.id.api_version.clone(), object.id.kind.clone());
+            let cluster = match cluster_scoped.get(&kind) {
+                Some(known) => *known,
+                None => {
+                    let none = NewKinds::new();
+                    let found = self
+                        .resolve(&object.id.api_version, &object.id.kind, &none)
+                        .await
+                        .is_ok_and(|(_, caps)| caps.scope == Scope::Cluster);
+                    cluster_scoped.insert(kind, found);
+                    found
+                }
+            };
+            if cluster {
                 object.id.namespace = None;
                 if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                     metadata.remove("namespace");
