@@ -81,13 +81,7 @@ impl Reconciler {
 
     fn spec(&self, job: &Job<'_>) -> KitSpec {
         match job.kit {
-            Some(kit) => KitSpec {
-                source: job.source.to_owned(),
-                path: kit.dir.clone(),
-                namespace: kit.namespace.clone(),
-                suspend: kit.suspend,
-                service_account: kit.service_account.clone(),
-            },
+            Some(kit) => spec_of(job.source, kit),
             None => KitSpec {
                 source: job.source.to_owned(),
                 namespace: job.rendered.namespace.clone(),
@@ -314,10 +308,9 @@ impl Reconciler {
     }
 
     /// Records `suspend: true`: the Kit's spec says so and nothing is applied.
-    pub async fn suspended(&self, job: Job<'_>) {
-        let name = job.rendered.kit.clone();
-        if let Err(message) = self.status.ensure(&name, &self.spec(&job)).await {
-            tracing::warn!(kit = %name, reason = %message, "cannot record suspension");
+    pub async fn suspended(&self, source: &str, kit: &Kit) {
+        if let Err(message) = self.status.ensure(&kit.name, &spec_of(source, kit)).await {
+            tracing::warn!(kit = %kit.name, reason = %message, "cannot record suspension");
         }
     }
 
@@ -383,6 +376,17 @@ impl Reconciler {
         if let Err(message) = self.status.write(kit, status).await {
             tracing::warn!(kit, reason = %message, "could not write the Kit's status");
         }
+    }
+}
+
+/// A Kit's spec: where the kit comes from, as Git says.
+fn spec_of(source: &str, kit: &Kit) -> KitSpec {
+    KitSpec {
+        source: source.to_owned(),
+        path: kit.dir.clone(),
+        namespace: kit.namespace.clone(),
+        suspend: kit.suspend,
+        service_account: kit.service_account.clone(),
     }
 }
 

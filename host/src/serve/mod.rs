@@ -509,18 +509,7 @@ impl SourceLoop {
                 if kit.suspend {
                     if !state.suspended {
                         tracing::info!(kit = %name, "suspended: not reconciled until suspend is cleared");
-                        let rendered = placeholder(kit);
-                        self.shared
-                            .reconciler
-                            .suspended(Job {
-                                source: &self.settings.name,
-                                kit: Some(kit),
-                                platform: Some(platform),
-                                rendered: &rendered,
-                                commit: &info,
-                                reconcile_at: None,
-                            })
-                            .await;
+                        self.shared.reconciler.suspended(&self.settings.name, kit).await;
                         state.suspended = true;
                     }
                     continue;
@@ -574,7 +563,7 @@ impl SourceLoop {
             }
             Err((rule, message)) => names
                 .iter()
-                .map(|n| (n.clone(), blocked(n, &discovery, rule, message)))
+                .map(|n| (n.clone(), crate::render::blocked(n, &discovery, rule, message)))
                 .collect(),
         };
 
@@ -700,21 +689,4 @@ pub fn pipeline_with(config: &HostConfig, limits: Limits) -> Result<Pipeline, St
             trusted: config.trusted.clone(),
         },
     ))
-}
-
-/// An empty render standing for a kit that is not rendered (suspended).
-fn placeholder(kit: &Kit) -> Rendered {
-    Rendered {
-        kit: kit.name.clone(),
-        namespace: kit.namespace.clone(),
-        objects: Vec::new(),
-        findings: Vec::new(),
-        failed: None,
-        input_hash: String::new(),
-    }
-}
-
-/// A render refused for a reason that holds for the whole revision.
-fn blocked(name: &str, discovery: &Discovery, rule: &str, message: &str) -> Rendered {
-    crate::render::blocked(name, discovery, rule, message)
 }
