@@ -39,6 +39,8 @@ pub mod guard;
 pub mod render;
 // Server-side apply of a kit's objects: stages, ownership, inventory, prune.
 pub mod apply;
+// The service's Prometheus metrics.
+pub mod metrics;
 // The Kit resource: status and Events of each kit.
 pub mod status;
 // One kit at one revision: render -> apply -> status.

@@ -9,11 +9,13 @@
 use crate::apply::{self, Applier, Target};
 use crate::diagnostic::Severity;
 use crate::kit::{Kit, Platform};
+use crate::metrics::{Metrics, ReconcileResult};
 use crate::render::Rendered;
 use crate::source::CommitInfo;
 use crate::status::{
     self, CommitRecord, FindingRecord, InventoryRef, KitSpec, KitStatus, MAX_FINDINGS, StatusWriter,
 };
+use std::sync::Arc;
 
 /// What became of one reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,7 @@ pub struct Reconciler {
     status: StatusWriter,
     host_namespace: String,
     default_service_account: Option<String>,
+    metrics: Arc<Metrics>,
 }
 
 /// The kit to reconcile and where it comes from.
@@ -64,7 +67,14 @@ impl Reconciler {
             status,
             host_namespace: host_namespace.to_owned(),
             default_service_account: None,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records reconciles, objects and Kit conditions in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Kits without `serviceAccount` write as `account` (in their namespace), never as the
@@ -143,7 +153,15 @@ impl Reconciler {
             kit = %job.rendered.kit,
             revision = %short(&job.commit.commit)
         );
-        self.reconcile_in_span(job).instrument(span).await
+        let kit = job.rendered.kit.clone();
+        let started = std::time::Instant::now();
+        let outcome = self.reconcile_in_span(job).instrument(span).await;
+        let result = match outcome {
+            Outcome::Applied { .. } => ReconcileResult::Applied,
+            Outcome::Failed { .. } => ReconcileResult::Failed,
+        };
+        self.metrics.reconciled(&kit, result, started.elapsed());
+        outcome
     }
 
     async fn reconcile_in_span(&self, job: Job<'_>) -> Outcome {
@@ -202,6 +220,7 @@ impl Reconciler {
                 let applied = count(|o| matches!(o, apply::Outcome::Applied));
                 let unchanged = count(|o| matches!(o, apply::Outcome::Unchanged));
                 let pruned = count(|o| matches!(o, apply::Outcome::Pruned));
+                self.metrics.objects(&name, applied, unchanged, pruned);
                 let mut message = format!(
                     "Applied revision {}: {} objects ({applied} written, {unchanged} unchanged, {pruned} pruned)",
                     short(&revision),
@@ -354,6 +373,8 @@ impl Reconciler {
             .filter(|(_, o)| matches!(o, apply::Outcome::Pruned))
             .count();
         tracing::info!(kit, pruned, revision = %short(revision), "kit removed from Git; its objects were pruned");
+        self.metrics.objects(kit, 0, 0, pruned);
+        self.metrics.kit_removed(kit);
         self.status
             .event(
                 kit,
@@ -373,6 +394,14 @@ impl Reconciler {
     }
 
     async fn record(&self, kit: &str, status: &KitStatus) {
+        self.metrics.kit_status(
+            kit,
+            status
+                .conditions
+                .iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str())),
+            &status.last_applied_revision,
+        );
         if let Err(message) = self.status.write(kit, status).await {
             tracing::warn!(kit, reason = %message, "could not write the Kit's status");
         }

@@ -16,6 +16,7 @@ use crate::diagnostic::{Diagnostic, Finding, HOST_SOURCE, Severity};
 use crate::guard;
 use crate::kit::{Discovery, Kit, Platform, PluginSpec};
 use crate::manifest;
+use crate::metrics::Metrics;
 use crate::object::{Object, ObjectRef};
 use crate::plugin::{Configured, Engine, Plugin};
 use crate::redact::SecretValues;
@@ -84,6 +85,7 @@ pub struct Pipeline {
     engine: Engine,
     settings: Settings,
     plugins: Mutex<HashMap<String, Plugin>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A blocking malfunction while rendering a kit.
@@ -110,7 +112,23 @@ impl Pipeline {
             engine,
             settings,
             plugins: Mutex::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// Records each plugin call's duration in `metrics` (the service's `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn timed<R>(&self, plugin: &str, stage: &'static str, call: impl FnOnce() -> R) -> R {
+        let started = std::time::Instant::now();
+        let result = call();
+        if let Some(metrics) = &self.metrics {
+            metrics.plugin_call(plugin, stage, started.elapsed());
+        }
+        result
     }
 
     /// Renders every kit of a discovery, in parallel, in name order.
@@ -299,8 +317,8 @@ impl Pipeline {
             let Some(policy) = configured.remove(&i) else {
                 continue;
             };
-            let output = policy
-                .transform(&objects)
+            let output = self
+                .timed(&spec.path, "transform", || policy.transform(&objects))
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
             objects = output.objects;
@@ -332,8 +350,8 @@ impl Pipeline {
             }))
             .collect::<Result<_, Failure>>()?;
         for (name, policy) in validators {
-            let diagnostics = policy
-                .validate(&objects)
+            let diagnostics = self
+                .timed(&name, "validate", || policy.validate(&objects))
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             findings.extend(
                 diagnostics

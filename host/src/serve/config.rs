@@ -19,6 +19,12 @@
 //!     path: /etc/kitsync/no-privileged.wasm
 //!     sha256: 0123...                  # 64 hex digits
 //!     config: {}
+//! listen:                              # each off unless set
+//!   probes: 0.0.0.0:8080               #   /healthz, /readyz, /metrics
+//!   webhooks: 0.0.0.0:9000             #   POST /hooks/<source>
+//! webhookMaxBodyBytes: 1048576         # larger bodies get 413 (default 1 MiB)
+//! webhookTimeout: 10s                  # slower senders get 408 (default 10s)
+//! insecureWebhooks: false              # allow a webhook without a secret (default false)
 //! sources:
 //!   - name: gitops                     # DNS-1123 label, unique
 //!     url: https://git.example.com/platform/gitops.git
@@ -29,6 +35,9 @@
 //!     credentials:                     # at most one of:
 //!       tokenFile: /etc/kitsync/token  #   tokenFile | tokenEnv | username + passwordFile
 //!                                      #   | sshKey + knownHosts
+//!     webhook:                         # POST /hooks/gitops polls this source now
+//!       provider: github               #   github | gitea | gitlab | generic
+//!       secretFile: /etc/kitsync/webhook/secret   # or secretEnv: VAR
 //! ```
 
 use crate::kit::{self, Error, is_dns_label, normalize, parse_duration};
@@ -74,6 +83,8 @@ pub struct HostFile {
     pub webhook_max_body_bytes: Option<usize>,
     /// Let webhooks without a secret trigger polls (warned at every start).
     pub insecure_webhooks: Option<bool>,
+    /// How long a webhook sender may take to send a request, e.g. `10s`.
+    pub webhook_timeout: Option<String>,
 }
 
 /// `listen:`.
@@ -280,6 +291,9 @@ pub struct HostConfig {
     pub webhook_max_body_bytes: usize,
     /// Webhooks without a secret are allowed (the operator said so).
     pub insecure_webhooks: bool,
+    /// Longest time a webhook sender may take for its headers, and for its whole request
+    /// (default 10 s); slower senders get 408.
+    pub webhook_timeout: Duration,
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> Error {
@@ -377,6 +391,12 @@ impl HostConfig {
             file.shutdown_grace_period.as_deref(),
             Duration::from_secs(30),
         )?;
+        let webhook_timeout = duration(
+            name,
+            "webhookTimeout",
+            file.webhook_timeout.as_deref(),
+            super::http::DEFAULT_TIMEOUT,
+        )?;
         let cache_dir = match file.cache_dir {
             Some(dir) => dir,
             None => default_cache_dir()
@@ -441,6 +461,7 @@ impl HostConfig {
             webhooks_listen,
             webhook_max_body_bytes: file.webhook_max_body_bytes.unwrap_or(1 << 20),
             insecure_webhooks,
+            webhook_timeout,
         })
     }
 }

@@ -1,23 +1,31 @@
 //! The service's HTTP side: the webhook receiver (`POST /hooks/<source>`) that makes a source
-//! poll now, and the probes (`/healthz`, `/readyz`).
+//! poll now, and the probes and metrics (`/healthz`, `/readyz`, `/metrics`).
 //!
 //! A webhook call is a trigger only: its signature is checked, in constant time, before the
 //! body is parsed, and the commit always comes from the remote's ref at the next poll, never
 //! from the payload. Triggers of one source coalesce: a burst causes one poll (or two).
 
 use super::config::{Provider, WebhookSettings};
+use crate::metrics::{Metrics, WebhookOutcome};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{Notify, watch};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
 
 /// A source's webhook: how calls are checked, and what to wake.
 pub struct Hook {
@@ -38,7 +46,23 @@ pub struct Health {
     pub crd_installed: AtomicBool,
 }
 
-/// Serves the webhook receiver on `addr` (`POST /hooks/<source>`) until shutdown.
+/// How long a webhook sender may take to send its headers, and then its whole request,
+/// unless the host config says otherwise (`webhookTimeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once per listener; more wait in the kernel's backlog, so slow
+/// senders cannot hold every socket and file descriptor of the host.
+const MAX_CONNECTIONS: usize = 256;
+
+/// What the webhook handler needs.
+struct Receiver {
+    hooks: HashMap<String, Hook>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+}
+
+/// Serves the webhook receiver on `addr` (`POST /hooks/<source>`) until shutdown. A request
+/// whose headers or body take longer than `timeout` gets 408 and its connection is closed.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -46,22 +70,31 @@ pub async fn webhooks(
     addr: SocketAddr,
     hooks: HashMap<String, Hook>,
     max_body_bytes: usize,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let receiver = Arc::new(Receiver {
+        hooks,
+        metrics,
+        timeout,
+    });
     let app = Router::new()
         .route("/hooks/{source}", post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(Arc::new(hooks));
-    serve(addr, app, shutdown).await
+        .layer(middleware::from_fn_with_state(receiver.clone(), within_timeout))
+        .with_state(receiver);
+    serve(addr, app, timeout, shutdown).await
 }
 
-/// Serves the probes on `addr` (`/healthz`, `/readyz`) until shutdown.
+/// Serves the probes and metrics on `addr` (`/healthz`, `/readyz`, `/metrics`) until shutdown.
 ///
 /// # Errors
 /// The address cannot be bound.
 pub async fn probes(
     addr: SocketAddr,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -81,55 +114,159 @@ pub async fn probes(
                 }
             }),
         )
-        .with_state(health);
-    serve(addr, app, shutdown).await
+        .with_state(health)
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                    metrics.encode(),
+                )
+            }),
+        );
+    serve(addr, app, DEFAULT_TIMEOUT, shutdown).await
 }
 
-async fn serve(addr: SocketAddr, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+/// Accepts connections on `addr` and serves `app` over HTTP/1.1 until shutdown, with a bound
+/// on connections and on the time a client may take to send its headers (hyper's own
+/// timer; `axum::serve` sets none, so a client that never finishes its headers would keep
+/// its connection forever).
+async fn serve(
+    addr: SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "listening");
     tokio::spawn(async move {
-        let stop = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait a little rather than spin.
+                    tracing::warn!(%addr, error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-            }
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(%addr, error = %e, "HTTP server failed");
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(slot);
+            });
+        }
+        // Answers in flight finish; idle keep-alive connections close.
+        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%addr, "HTTP connections still open at shutdown; dropped");
         }
     });
     Ok(())
 }
 
+/// Bounds the whole request, body included: a sender that trickles its body gets 408.
+async fn within_timeout(State(receiver): State<Arc<Receiver>>, request: Request, next: Next) -> Response {
+    let source = request
+        .uri()
+        .path()
+        .strip_prefix("/hooks/")
+        .filter(|s| receiver.hooks.contains_key(*s))
+        .map(str::to_owned);
+    match tokio::time::timeout(receiver.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            receiver
+                .metrics
+                .webhook(source.as_deref(), WebhookOutcome::TimedOut);
+            tracing::warn!(source, "webhook refused: the sender took longer than the timeout");
+            (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response()
+        }
+    }
+}
+
 async fn receive(
-    State(hooks): State<Arc<HashMap<String, Hook>>>,
+    State(receiver): State<Arc<Receiver>>,
     Path(source): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> (StatusCode, &'static str) {
-    let Some(hook) = hooks.get(&source) else {
-        return (StatusCode::NOT_FOUND, "no such source\n");
+    let (outcome, answer) = answer(&receiver.hooks, &source, &headers, body);
+    let known = receiver.hooks.contains_key(&source).then_some(source.as_str());
+    receiver.metrics.webhook(known, outcome);
+    answer
+}
+
+fn answer(
+    hooks: &HashMap<String, Hook>,
+    source: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> (WebhookOutcome, (StatusCode, &'static str)) {
+    let Some(hook) = hooks.get(source) else {
+        return (
+            WebhookOutcome::NotFound,
+            (StatusCode::NOT_FOUND, "no such source\n"),
+        );
     };
-    if !authentic(hook, &headers, &body) {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!(source, "webhook refused: body over webhookMaxBodyBytes");
+            return (
+                WebhookOutcome::TooLarge,
+                (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+            );
+        }
+        Err(_) => {
+            return (
+                WebhookOutcome::Malformed,
+                (StatusCode::BAD_REQUEST, "body could not be read\n"),
+            );
+        }
+    };
+    if !authentic(hook, headers, &body) {
         tracing::warn!(source, provider = ?hook.provider, "webhook refused: missing or wrong signature");
-        return (StatusCode::UNAUTHORIZED, "missing or wrong signature\n");
+        return (
+            WebhookOutcome::Unauthorized,
+            (StatusCode::UNAUTHORIZED, "missing or wrong signature\n"),
+        );
     }
-    let event = event(hook.provider, &headers);
+    let event = event(hook.provider, headers);
     if event.as_deref() == Some("ping") {
-        return (StatusCode::OK, "pong\n");
+        return (WebhookOutcome::Ignored, (StatusCode::OK, "pong\n"));
     }
     // Parsed only once authentic; nothing in it is used but its being JSON.
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return (StatusCode::BAD_REQUEST, "body is not JSON\n");
+        return (
+            WebhookOutcome::Malformed,
+            (StatusCode::BAD_REQUEST, "body is not JSON\n"),
+        );
     }
     if !is_push(hook.provider, event.as_deref()) {
-        return (StatusCode::ACCEPTED, "event ignored\n");
+        return (WebhookOutcome::Ignored, (StatusCode::ACCEPTED, "event ignored\n"));
     }
     tracing::info!(source, "webhook: polling now");
     hook.trigger.notify_one();
-    (StatusCode::ACCEPTED, "poll triggered\n")
+    (
+        WebhookOutcome::Triggered,
+        (StatusCode::ACCEPTED, "poll triggered\n"),
+    )
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -11,6 +11,7 @@ mod sandbox;
 mod serve;
 mod source;
 mod untrusted;
+mod webhooks;
 
 use kitsync::Object;
 use kitsync::plugin::{Engine, EngineConfig, Limits, Plugin};

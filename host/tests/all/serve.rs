@@ -20,13 +20,13 @@ fn examples() -> PathBuf {
 use super::git;
 
 /// A Git repository holding the bundled example with per-test namespaces.
-struct Repo {
-    dir: TempDir,
+pub(super) struct Repo {
+    pub(super) dir: TempDir,
 }
 
 impl Repo {
     /// The example, each kit's namespace suffixed with `suffix`.
-    fn example(suffix: &str) -> Repo {
+    pub(super) fn example(suffix: &str) -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
         super::copy_dir(&examples(), dir.path());
         let _ = std::fs::remove_file(dir.path().join("update-plugins"));
@@ -43,28 +43,28 @@ impl Repo {
         Repo { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("file://{}", self.path().display())
     }
 
-    fn write(&self, file: &str, text: &str) {
+    pub(super) fn write(&self, file: &str, text: &str) {
         let path = self.path().join(file);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(path, text).expect("write");
     }
 
-    fn edit(&self, file: &str, from: &str, to: &str) {
+    pub(super) fn edit(&self, file: &str, from: &str, to: &str) {
         let text = std::fs::read_to_string(self.path().join(file)).expect("read");
         assert!(text.contains(from), "{file} has no {from:?}");
         self.write(file, &text.replacen(from, to, 1));
     }
 
     /// Commits everything with `subject`; returns the commit.
-    fn commit(&self, subject: &str) -> String {
+    pub(super) fn commit(&self, subject: &str) -> String {
         self.commit_as("Kit Tester", "kit@example.com", subject)
     }
 
@@ -81,7 +81,7 @@ impl Repo {
 }
 
 /// A running `serve` on the shared control plane; dropped or stopped, it shuts down.
-struct Service {
+pub(super) struct Service {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     host_namespace: String,
@@ -98,7 +98,7 @@ fn host_config(url: &str, host_namespace: &str, cache: &Path) -> HostConfig {
 }
 
 impl Service {
-    async fn start(config: HostConfig) -> Service {
+    pub(super) async fn start(config: HostConfig) -> Service {
         let plane = ControlPlane::shared();
         let host_namespace = config.host_namespace.clone();
         let (stop, stopped) = watch::channel(false);
@@ -117,7 +117,7 @@ impl Service {
         }
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         let _ = self.stop.send(true);
         let result = tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
@@ -133,7 +133,7 @@ impl Service {
             .unwrap_or_default()
     }
 
-    async fn kit(&self, name: &str) -> Option<KitObject> {
+    pub(super) async fn kit(&self, name: &str) -> Option<KitObject> {
         self.kits().await.into_iter().find(|k| k.name == name)
     }
 
@@ -159,7 +159,7 @@ impl Service {
         }
     }
 
-    async fn wait_applied(&self, name: &str, commit: &str) -> KitObject {
+    pub(super) async fn wait_applied(&self, name: &str, commit: &str) -> KitObject {
         self.wait_kit(name, &format!("Ready at {commit}"), |k| {
             k.status.is_ready() && k.status.last_applied_revision == commit
         })
@@ -167,7 +167,7 @@ impl Service {
     }
 }
 
-async fn service_port(ns: &str) -> Option<i64> {
+pub(super) async fn service_port(ns: &str) -> Option<i64> {
     let client = ControlPlane::shared().client().await.expect("client");
     let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, ns);
     let service = api.get_opt("vision").await.expect("get service")?;
@@ -217,7 +217,7 @@ async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
         .collect()
 }
 
-fn suffix(prefix: &str) -> String {
+pub(super) fn suffix(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -366,7 +366,12 @@ async fn bad_commits_block_their_kit_and_a_fix_recovers() {
     service.stop().await;
 }
 
-fn config_map_kit(name: &str, ns: &str, depends_on: &[&str], value: &str) -> Vec<(String, String)> {
+pub(super) fn config_map_kit(
+    name: &str,
+    ns: &str,
+    depends_on: &[&str],
+    value: &str,
+) -> Vec<(String, String)> {
     let deps = if depends_on.is_empty() {
         String::new()
     } else {
@@ -386,7 +391,7 @@ fn config_map_kit(name: &str, ns: &str, depends_on: &[&str], value: &str) -> Vec
     ]
 }
 
-async fn config_map(ns: &str, name: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+pub(super) async fn config_map(ns: &str, name: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
     let client = ControlPlane::shared().client().await.expect("client");
     let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, ns);
     api.get_opt(name).await.expect("get configmap")
@@ -593,7 +598,7 @@ fn serve_and_check_render_the_same_bytes() {
     assert_eq!(printed, served, "serve and render disagree");
 }
 
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+pub(super) async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(found) = probe().await {
@@ -624,6 +629,8 @@ async fn the_binary_serves_reports_reconciles_on_request_and_stops_on_sigterm() 
             "main",
             "--interval",
             "1s",
+            "--log-format",
+            "json",
         ])
         .args(["--host-namespace", &host_namespace])
         .env("KUBECONFIG", plane.kubeconfig_path())
@@ -730,7 +737,36 @@ async fn the_binary_serves_reports_reconciles_on_request_and_stops_on_sigterm() 
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "serve exited with {status}:\n{text}");
     assert!(text.contains("kitsync serve stopped"), "{text}");
-    assert!(text.contains("kit applied"), "the log says what it did:\n{text}");
+    // `--log-format json`: one object per line; every line of a reconcile names its source,
+    // kit and revision.
+    let mut reconcile_lines = 0;
+    for line in text.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let in_reconcile = entry["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s["name"] == "reconcile"));
+        if in_reconcile {
+            reconcile_lines += 1;
+            let span = &entry["span"];
+            for field in ["source", "kit", "revision"] {
+                assert!(
+                    span[field].is_string()
+                        || entry["spans"]
+                            .as_array()
+                            .is_some_and(|s| s.iter().any(|s| s[field].is_string())),
+                    "no {field} on a reconcile line: {line}"
+                );
+            }
+        }
+    }
+    assert!(
+        text.contains("\"kit applied\""),
+        "the log says what it did:\n{text}"
+    );
+    assert!(
+        reconcile_lines >= 2,
+        "reconcile lines seen: {reconcile_lines}\n{text}"
+    );
 }
 
 /// A wrong host config is refused before anything starts, with file and line.
@@ -803,129 +839,5 @@ async fn kits_without_a_service_account_write_as_the_default_one() {
         None,
         "nothing written"
     );
-    service.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-/// An HTTP/1.1 request over a plain socket; returns the status code.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let _ = stream.write_all(request.as_bytes());
-    let _ = stream.write_all(body);
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
-fn github_signature(body: &[u8], secret: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Issue 11, first part: a signed push webhook makes a source poll at once (the interval here
-/// is an hour), unsigned or wrongly signed calls trigger nothing, oversized and malformed
-/// bodies are refused, and the probes answer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_webhook_polls_now_and_nothing_else_does() {
-    let id = suffix("w");
-    let repo = Repo::example(&id);
-    let v5 = repo.commit("v5");
-    let cache = tempfile::tempdir().expect("cache");
-    let (probes, hooks) = (free_port(), free_port());
-    let secret_file = cache.path().join("hook-secret");
-    std::fs::write(&secret_file, "whsec-123\n").expect("secret");
-    let text = format!(
-        "hostNamespace: kitsync-{id}\ncacheDir: {}\nlisten: {{probes: 127.0.0.1:{probes}, webhooks: 127.0.0.1:{hooks}}}\nsources:\n  - name: gitops\n    url: {}\n    interval: 1h\n    webhook: {{provider: github, secretFile: {}}}\n",
-        cache.path().display(),
-        repo.url(),
-        secret_file.display()
-    );
-    let file = cache.path().join("host.yaml");
-    std::fs::write(&file, text).expect("host config");
-    let config = HostConfig::load(&file).expect("host config parses");
-    let service = Service::start(config).await;
-    service.wait_applied("manufracture", &v5).await;
-    let get = |path: &'static str| async move {
-        tokio::task::spawn_blocking(move || http(probes, "GET", path, &[], b""))
-            .await
-            .expect("probe")
-    };
-    assert_eq!(get("/healthz").await, 200);
-    assert_eq!(get("/readyz").await, 200);
-
-    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| async move {
-        tokio::task::spawn_blocking(move || http(hooks, "POST", "/hooks/gitops", &headers, &body))
-            .await
-            .expect("post")
-    };
-    let push = br#"{"ref":"refs/heads/main"}"#.to_vec();
-    let event = ("X-GitHub-Event", "push".to_owned());
-    // Refused calls trigger nothing.
-    repo.edit("kits/manufracture/vision.yaml", "port: 6776", "port: 5445");
-    let v6 = repo.commit("v6");
-    let wrong = github_signature(&push, "guess");
-    let other_body = github_signature(b"{}", "whsec-123");
-    let sha1 = github_signature(&push, "whsec-123").replace("sha256=", "sha1=");
-    for signature in [Some(wrong), Some(other_body), Some(sha1), None] {
-        let mut headers = vec![event.clone()];
-        if let Some(signature) = signature {
-            headers.push(("X-Hub-Signature-256", signature));
-        }
-        assert_eq!(post(headers, push.clone()).await, 401);
-    }
-    assert_eq!(
-        post(vec![event.clone()], vec![b' '; 5 << 20]).await,
-        413,
-        "a 5 MiB body is refused"
-    );
-    let garbage = b"{not json".to_vec();
-    let signed_garbage = ("X-Hub-Signature-256", github_signature(&garbage, "whsec-123"));
-    assert_eq!(post(vec![event.clone(), signed_garbage], garbage).await, 400);
-    let ping = ("X-GitHub-Event", "ping".to_owned());
-    let signed = ("X-Hub-Signature-256", github_signature(&push, "whsec-123"));
-    assert_eq!(post(vec![ping, signed.clone()], push.clone()).await, 200);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let kit = service.kit("manufracture").await.expect("kit");
-    assert_eq!(kit.status.last_applied_revision, v5, "nothing triggered a poll");
-
-    // A signed push: the change lands without waiting for the hour.
-    let started = Instant::now();
-    assert_eq!(post(vec![event.clone(), signed.clone()], push.clone()).await, 202);
-    service.wait_applied("manufracture", &v6).await;
-    eprintln!("commit -> applied through the webhook: {:?}", started.elapsed());
-    assert_eq!(service_port(&format!("manufracture-{id}")).await, Some(5445));
-
-    // A burst of 200 valid calls is coalesced; the probes answer throughout.
-    let burst: Vec<_> = (0..200)
-        .map(|_| post(vec![event.clone(), signed.clone()], push.clone()))
-        .collect();
-    for code in futures::future::join_all(burst).await {
-        assert_eq!(code, 202);
-    }
-    assert_eq!(get("/healthz").await, 200);
     service.stop().await;
 }
