@@ -221,6 +221,13 @@ impl Source {
         {
             tracing::warn!(url = %shared.shown_url, "an abandoned fetch is still running; polling anyway");
         }
+        // Every fetch adds a pack; past MAX_PACKS the cache is fetched again into one, so
+        // lookups stay fast and the store's slots (CACHE_SLOTS) never run out in a long run.
+        let packs = pack_count(&shared.config.cache_dir);
+        if packs > MAX_PACKS {
+            tracing::info!(url = %shared.shown_url, packs, "compacting the source cache: fetching it again into one pack");
+            self.recover_as(&format!("{packs} packs"), "compacting");
+        }
         let previous = self.last_id();
         let repo = self.repo().to_thread_local();
 
@@ -314,13 +321,18 @@ impl Source {
     fn recover(&self, why: &str) {
         let shared = &self.shared;
         tracing::warn!(url = %shared.shown_url, cache = %shared.config.cache_dir.display(), why, "source cache is corrupted; rebuilding it");
+        self.recover_as(why, "rebuilding");
+    }
+
+    fn recover_as(&self, why: &str, what: &str) {
+        let shared = &self.shared;
         match rebuild(&shared.config.cache_dir, &shared.config) {
             Ok(repo) => {
                 *shared.repo.write().unwrap_or_else(PoisonError::into_inner) = repo;
                 *shared.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
             }
             Err(e) => {
-                tracing::error!(url = %shared.shown_url, error = %e, "could not rebuild the source cache")
+                tracing::error!(url = %shared.shown_url, error = %e, why, what, "could not rebuild the source cache")
             }
         }
     }
@@ -528,6 +540,25 @@ fn open_options(config: &SourceConfig) -> gix::open::Options {
     gix::open::Options::default()
         .permissions(permissions)
         .config_overrides(overrides)
+        // gix sizes the store by the packs on disk at open (at least 32) and does not grow it:
+        // without room, the 33rd fetch of one process fails with "too few index slots".
+        .object_store_slots(gix::odb::store::init::Slots::Given(CACHE_SLOTS))
+}
+
+/// Packs a cache may hold before it is compacted (fetched again into one).
+const MAX_PACKS: usize = 64;
+
+/// Index slots of a cache's object store: room for MAX_PACKS plus the fetches of one poll.
+const CACHE_SLOTS: u16 = 128;
+
+/// The packs in a bare cache at `dir` (0 when it cannot be read).
+fn pack_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("objects/pack")).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+            .count()
+    })
 }
 
 fn parse_id(hex: &str) -> Result<ObjectId> {

@@ -894,3 +894,31 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// One long-running source fetching commit after commit: every fetch adds a pack, and gix's
+/// object store has a fixed number of index slots (the 33rd fetch of one process used to fail
+/// with "too few index slots" and rebuild the cache, losing that poll). Past its pack limit the
+/// cache is compacted, and every poll keeps working and reading.
+#[test]
+fn a_hundred_fetches_in_one_process_keep_working() {
+    let remote = Remote::new();
+    let cache = new_cache();
+    remote.commit("c0", &[("n.txt", "0")]);
+    let source = open(&remote.file_url(), "main", &cache);
+    source.poll().expect("first poll");
+    let mut most_packs = 0;
+    for i in 1..=100 {
+        let commit = remote.commit(&format!("c{i}"), &[("n.txt", &i.to_string())]);
+        let outcome = source.poll().unwrap_or_else(|e| panic!("poll {i} failed: {e}"));
+        assert_eq!(outcome.commit(), commit, "poll {i}");
+        let snapshot = source.snapshot(&commit).expect("snapshot");
+        assert_eq!(text(&snapshot, "n.txt"), i.to_string());
+        let packs = std::fs::read_dir(cache.path().join("c/objects/pack"))
+            .expect("pack dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+            .count();
+        most_packs = most_packs.max(packs);
+    }
+    assert!(most_packs <= 65, "the cache held {most_packs} packs");
+}
