@@ -3,6 +3,8 @@
 //!
 //! 1. commit -> applied latency through polling at a 1 s interval: p50 and p99 over 20 commits
 //!    that each change the seed Service's port;
+//! 1. (b) the same through a signed GitHub push webhook at a 1 h interval: p50 and p99 over
+//!    20 commits, and the receiver's throughput for rejected (wrongly signed) calls;
 //! 2. 100 kits x 10 objects from an empty cluster to every Kit Ready: wall time and the
 //!    service's peak RSS, against `kubectl apply --server-side` on the same 1,000 objects;
 //! 3. idle: CPU and RSS of the service over 20 s with no new commit, and its writes (goal 0).
@@ -85,6 +87,164 @@ fn stop(mut child: Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One HTTP/1.1 POST on a fresh connection; the status code (0 when none came).
+fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn github_signature(body: &[u8], secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// 1b: commit -> applied through a signed push webhook (the poll interval is an hour, so only
+/// the webhook can bring a commit in), then rejected calls per second.
+fn webhook_latency(
+    plane: &ControlPlane,
+    repo: &Path,
+    cache: &Path,
+    wait_port: &dyn Fn(i32, Duration) -> Option<Duration>,
+    current: &mut i32,
+) {
+    let (probes, hooks) = (free_port(), free_port());
+    let secret = cache.join("webhook-secret");
+    std::fs::write(&secret, "bench-secret").expect("secret");
+    let config = cache.join("host.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostNamespace: kitsync-latency\ncacheDir: {}\nlisten: {{probes: 127.0.0.1:{probes}, webhooks: 127.0.0.1:{hooks}}}\nsources:\n  - name: default\n    url: file://{}\n    interval: 1h\n    webhook: {{provider: github, secretFile: {}}}\n",
+            cache.join("kitsync").display(),
+            repo.display(),
+            secret.display()
+        ),
+    )
+    .expect("host config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("KITSYNC_LOG", "warn")
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("kitsync serve starts");
+    let started = Instant::now();
+    // Ready once every source was polled (the first poll brings in the current commit).
+    loop {
+        use std::io::{Read, Write};
+        let ready = std::net::TcpStream::connect(("127.0.0.1", probes))
+            .and_then(|mut s| {
+                s.write_all(b"GET /readyz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+                let mut answer = String::new();
+                s.read_to_string(&mut answer)?;
+                Ok(answer.starts_with("HTTP/1.1 200"))
+            })
+            .unwrap_or(false);
+        if ready || started.elapsed() > Duration::from_secs(60) || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let signature = github_signature(body, "bench-secret");
+    let signed = [
+        ("X-GitHub-Event", "push"),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+    let vision = repo.join("kits/manufracture/vision.yaml");
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        std::thread::sleep(Duration::from_millis(300));
+        let next = 6000 + i;
+        let text = std::fs::read_to_string(&vision).expect("read");
+        std::fs::write(
+            &vision,
+            text.replace(&format!("port: {current}"), &format!("port: {next}")),
+        )
+        .expect("write");
+        commit(repo, &format!("port {next}"));
+        // The Git host sends its webhook as the push completes; the clock starts at the push.
+        let pushed = Instant::now();
+        let code = post(hooks, "/hooks/default", &signed, body);
+        if code != 202 {
+            eprintln!("webhook call {i} answered {code}");
+        }
+        match wait_port(next, Duration::from_secs(30)) {
+            Some(_) => latencies.push(pushed.elapsed()),
+            None => eprintln!("commit {i} not applied within 30 s of its webhook"),
+        }
+        *current = next;
+    }
+    latencies.sort();
+    println!(
+        "serve: commit -> applied through a signed GitHub webhook (interval 1 h), {} commits",
+        latencies.len()
+    );
+    if !latencies.is_empty() {
+        println!(
+            "  p50 {} ms   p99 {} ms   min {} ms   (goal: p50 under 1 s)",
+            percentile(&latencies, 0.5).as_millis(),
+            percentile(&latencies, 0.99).as_millis(),
+            latencies[0].as_millis()
+        );
+    }
+
+    // Rejected calls: 4 senders x 1,000 calls with a wrong signature, fresh connections.
+    let wrong = github_signature(body, "guess");
+    let started = Instant::now();
+    let refused: usize = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let headers = [
+                        ("X-GitHub-Event", "push"),
+                        ("X-Hub-Signature-256", wrong.as_str()),
+                    ];
+                    (0..1000)
+                        .filter(|_| post(hooks, "/hooks/default", &headers, body) == 401)
+                        .count()
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap_or(0)).sum()
+    });
+    let elapsed = started.elapsed();
+    println!(
+        "  rejected calls: {refused} of 4000 answered 401 in {elapsed:.2?}: {:.0} calls/s (4 senders, one connection per call)",
+        refused as f64 / elapsed.as_secs_f64()
+    );
+    stop(child);
 }
 
 /// (user + system CPU seconds, peak RSS KiB, current RSS KiB) of a process.
@@ -237,6 +397,9 @@ fn main() {
             ms(latencies[0])
         );
     }
+
+    // 1b. the same repository and kits, through the webhook.
+    webhook_latency(&plane, repo.path(), cache.path(), &wait_port, &mut current);
 
     // 2. 100 kits x 10 objects from an empty cluster.
     let repo = tempfile::tempdir().expect("repo");

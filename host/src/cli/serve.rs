@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// `serviceAccount` write as, instead of the host's own identity.
     #[arg(long, value_name = "NAME", requires = "source")]
     pub default_service_account: Option<String>,
+    /// With --source: serve `/healthz`, `/readyz` and `/metrics` on this address, e.g.
+    /// `127.0.0.1:8080` (webhooks need a --config file: they need a secret).
+    #[arg(long, value_name = "ADDR", requires = "source")]
+    pub probes: Option<String>,
     /// Cluster access.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -74,6 +78,10 @@ impl ServeArgs {
                 },
                 webhook: None,
             }],
+            listen: crate::serve::config::ListenFile {
+                probes: self.probes.clone(),
+                webhooks: None,
+            },
             ..HostFile::default()
         };
         HostConfig::resolve("the command line", file).map_err(anyhow::Error::from)

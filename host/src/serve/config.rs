@@ -91,9 +91,9 @@ pub struct HostFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenFile {
-    /// Address of `/healthz` and `/readyz`, e.g. `0.0.0.0:9440`.
+    /// Address of `/healthz`, `/readyz` and `/metrics`, e.g. `0.0.0.0:8080`.
     pub probes: Option<String>,
-    /// Address of the webhook receiver, e.g. `0.0.0.0:9292`.
+    /// Address of the webhook receiver, e.g. `0.0.0.0:9000`.
     pub webhooks: Option<String>,
 }
 
@@ -423,7 +423,7 @@ impl HostConfig {
                 t.parse().map_err(|_| {
                     invalid(
                         name,
-                        format!("listen.{field}: {t:?} is not an address like 0.0.0.0:9440"),
+                        format!("listen.{field}: {t:?} is not an address like 0.0.0.0:8080"),
                     )
                 })
             })

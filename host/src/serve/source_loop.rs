@@ -52,6 +52,9 @@ pub(super) struct SourceLoop {
     /// Woken by this source's webhook.
     trigger: Option<Arc<tokio::sync::Notify>>,
     polled_once: bool,
+    /// Failed polls in a row; the next poll comes after a backoff, not a whole interval, so a
+    /// failed poll that a webhook asked for is not lost until the interval.
+    poll_failures: u32,
 }
 
 impl SourceLoop {
@@ -103,6 +106,7 @@ impl SourceLoop {
             commit: None,
             trigger,
             polled_once: false,
+            poll_failures: 0,
         })
     }
 
@@ -197,6 +201,7 @@ impl SourceLoop {
                 }
                 match polled {
                     Ok(outcome) => {
+                        self.poll_failures = 0;
                         changed = self.commit.as_deref() != Some(outcome.commit());
                         if changed {
                             tracing::info!(parent: &span, commit = %short(outcome.commit()), "new revision");
@@ -204,7 +209,10 @@ impl SourceLoop {
                         self.commit = Some(outcome.commit().to_owned());
                     }
                     Err(e) => {
-                        tracing::warn!(parent: &span, error = %e, "poll failed; kits stay at their last revision");
+                        self.poll_failures += 1;
+                        let retry = self.backoff(self.poll_failures).min(self.settings.interval);
+                        next_poll = next_poll.min(Instant::now() + retry);
+                        tracing::warn!(parent: &span, error = %e, ?retry, "poll failed; kits stay at their last revision");
                     }
                 }
             }

@@ -421,3 +421,35 @@ async fn webhooks_of_every_provider_probes_and_metrics() {
     }
     service.stop().await;
 }
+
+/// A poll that fails (here: the repository is not there yet) is retried with backoff, not after
+/// the whole interval (an hour), so a push whose poll failed is not lost until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_poll_is_retried_before_the_interval() {
+    let id = suffix("p");
+    let repo = config_map_repo("late", &format!("late-{id}"), "1");
+    let commit = repo.commit("first");
+    let parent = tempfile::tempdir().expect("parent");
+    let url_path = parent.path().join("gitops");
+    let cache = tempfile::tempdir().expect("cache");
+    let text = format!(
+        "hostNamespace: kitsync-{id}\ncacheDir: {}\nretry: {{initial: 1s, max: 2s}}\nsources:\n  - name: gitops\n    url: file://{}\n    interval: 1h\n",
+        cache.path().display(),
+        url_path.display()
+    );
+    let file = cache.path().join("host.yaml");
+    std::fs::write(&file, text).expect("host config");
+    let service = Service::start(HostConfig::load(&file).expect("host config parses")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(service.kit("late").await.is_none(), "nothing to apply yet");
+    // The repository appears; the next retry (within 2 s) finds it.
+    std::fs::rename(repo.path(), &url_path).expect("move the repository in");
+    let started = Instant::now();
+    service.wait_applied("late", &commit).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "applied {:?} after the repository appeared",
+        started.elapsed()
+    );
+    service.stop().await;
+}
