@@ -16,6 +16,7 @@
 //! | `kitsync_webhook_requests_total` | counter | `source` (`unknown` for a path naming no source), `result` |
 //! | `kitsync_kits` | gauge | `condition` (`Ready`, `Stalled`, `Reconciling`), `status` (`True`, `False`, `Unknown`) |
 //! | `kitsync_kit_info` | gauge (always 1) | `kit`, `revision` (the last applied commit) |
+//! | `kitsync_drift_total` | counter | `kit`, `action` (`healed`, `reported`, `failed`) |
 //! | `kitsync_build_info` | gauge (always 1) | `version` |
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -102,6 +103,7 @@ pub struct Metrics {
     webhook_requests: Family<WebhookResult, Counter>,
     kits: Family<ConditionStatus, Gauge>,
     kit_info: Family<KitRevision, Gauge>,
+    drift: Family<KitAction, Counter>,
     view: Mutex<KitView>,
 }
 
@@ -215,6 +217,12 @@ impl Metrics {
             "The last applied revision of each kit (value always 1)",
             kit_info.clone(),
         );
+        let drift = Family::<KitAction, Counter>::default();
+        registry.register(
+            "drift",
+            "Applied objects found changed or deleted by someone else, by kit and action (healed, reported, failed)",
+            drift.clone(),
+        );
         let build = Family::<Version, Gauge>::default();
         build
             .get_or_create(&Version {
@@ -236,6 +244,7 @@ impl Metrics {
             webhook_requests,
             kits,
             kit_info,
+            drift,
             view: Mutex::default(),
         }
     }
@@ -264,6 +273,16 @@ impl Metrics {
                 })
                 .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
         }
+    }
+
+    /// Records one drifted object of `kit`: `action` is `healed`, `reported` or `failed`.
+    pub fn drift(&self, kit: &str, action: &'static str) {
+        self.drift
+            .get_or_create(&KitAction {
+                kit: kit.to_owned(),
+                action,
+            })
+            .inc();
     }
 
     /// Records one plugin call (`stage` is `transform` or `validate`).

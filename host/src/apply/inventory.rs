@@ -83,6 +83,11 @@ pub struct Applied {
     pub hash: String,
     /// The object's resourceVersion right after that apply; any later change moves it.
     pub resource_version: String,
+    /// [`super::owned::fingerprint`] of the object right after that apply: moves only when
+    /// someone changes a field kitsync set (not on status or others' fields). Empty in
+    /// inventories written before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owned: String,
 }
 
 /// Every object a kit owns.

@@ -12,7 +12,9 @@
 
 mod dry_run;
 mod error;
+mod heal;
 pub mod inventory;
+pub mod owned;
 mod prune;
 mod takeover;
 
@@ -91,6 +93,8 @@ pub struct Report {
     pub prune_refused: Option<String>,
     /// The kit's inventory after this apply (stored by [`Applier::apply`]).
     pub inventory: Inventory,
+    /// The objects as applied (after the host's defaults), for drift detection.
+    pub desired: Vec<Object>,
 }
 
 /// Applies kits to one cluster.
@@ -325,7 +329,18 @@ impl Applier {
             self.store(target, &kept_inventory).await?;
         }
         report.inventory = kept_inventory;
+        report.desired = objects;
         Ok(report)
+    }
+
+    /// `objects` as [`Applier::apply`] would write them (the host's defaults, stray
+    /// namespaces of cluster-scoped kinds dropped), without writing.
+    ///
+    /// # Errors
+    /// [`Error::Guard`] when the host guards refuse an object.
+    pub async fn prepare(&self, target: &Target, mut objects: Vec<Object>) -> Result<Vec<Object>, Error> {
+        self.guard(target, &mut objects).await?;
+        Ok(objects)
     }
 
     /// Normalizes and defaults `objects` for `target` and checks them against the host guards,
@@ -499,26 +514,25 @@ impl Applier {
                 )
                 .into());
             }
+            // Unchanged: the same content as last time, and nobody changed a field kitsync
+            // set since (status updates and fields kitsync does not set do not count).
             let last = previous.applied.get(&Entry::of(&object.id).key_text());
-            if let (Some(last), Some(rv)) = (last, &live.metadata.resource_version)
+            if let Some(last) = last
                 && last.hash == hash
-                && &last.resource_version == rv
             {
-                return Ok((Outcome::Unchanged, last.clone()));
+                let same = if last.owned.is_empty() {
+                    live.metadata.resource_version.as_ref() == Some(&last.resource_version)
+                } else {
+                    live_value(live).is_some_and(|v| owned::fingerprint(&object.value, &v) == last.owned)
+                };
+                if same {
+                    return Ok((Outcome::Unchanged, last.clone()));
+                }
             }
         }
         if let Some(live) = &live
-            && let Some(fields) = takeover::managed_fields(live)
+            && takeover::take_over(&api, live).await.map_err(|e| at(&e))?
         {
-            // Optimistic: the resourceVersion makes a concurrent change fail this patch.
-            let patch = serde_json::json!({"metadata": {
-                "managedFields": fields,
-                "resourceVersion": live.metadata.resource_version,
-            }});
-            let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-            retrying(|| api.patch(&object.id.name, &params, &patch))
-                .await
-                .map_err(|e| at(&e))?;
             tracing::info!(kit = %target.kit, object = %object.id, "took over fields written by kubectl");
         }
         let kept = live
@@ -560,13 +574,7 @@ impl Applier {
             )
             .into());
         }
-        Ok((
-            Outcome::Applied,
-            Applied {
-                hash,
-                resource_version: written.metadata.resource_version.unwrap_or_default(),
-            },
-        ))
+        Ok((Outcome::Applied, applied_record(hash, &object.value, &written)))
     }
 
     /// Deletes an object (its dependents with it) and waits until it is gone.
@@ -621,6 +629,22 @@ impl Applier {
             }
         }
         Ok(())
+    }
+}
+
+/// The object as JSON, for [`owned::fingerprint`].
+fn live_value(live: &DynamicObject) -> Option<serde_json::Value> {
+    serde_json::to_value(live).ok()
+}
+
+/// What to remember of an apply whose answer was `written`.
+fn applied_record(hash: String, desired: &serde_json::Value, written: &DynamicObject) -> Applied {
+    Applied {
+        hash,
+        resource_version: written.metadata.resource_version.clone().unwrap_or_default(),
+        owned: live_value(written)
+            .map(|v| owned::fingerprint(desired, &v))
+            .unwrap_or_default(),
     }
 }
 

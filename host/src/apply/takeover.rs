@@ -75,6 +75,25 @@ pub(super) fn managed_fields(live: &DynamicObject) -> Option<Vec<ManagedFieldsEn
     Some(out)
 }
 
+/// Moves the client-side fields of `live` to kitsync (see [`managed_fields`]); true when
+/// there were any. Optimistic: the resourceVersion makes a concurrent change fail the patch.
+pub(super) async fn take_over(
+    api: &kube::Api<DynamicObject>,
+    live: &DynamicObject,
+) -> Result<bool, kube::Error> {
+    let Some(fields) = managed_fields(live) else {
+        return Ok(false);
+    };
+    let name = live.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({"metadata": {
+        "managedFields": fields,
+        "resourceVersion": live.metadata.resource_version,
+    }});
+    let (params, patch) = (kube::api::PatchParams::default(), kube::api::Patch::Merge(&patch));
+    super::error::retrying(|| api.patch(&name, &params, &patch)).await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,10 @@
 //! the new one was not applied. The service ([`crate::serve`]) decides which kits to
 //! reconcile and when; this module does one.
 
+mod drift;
+
+pub use drift::DRIFTED;
+
 use crate::apply::{self, Applier, Target};
 use crate::diagnostic::Severity;
 use crate::kit::{Kit, Platform};
@@ -17,13 +21,28 @@ use crate::status::{
 };
 use std::sync::Arc;
 
+/// What a successful reconcile applied: what drift detection compares the cluster with.
+#[derive(Debug, Clone)]
+pub struct AppliedKit {
+    /// Where and as whom it was applied.
+    pub target: Target,
+    /// The objects as applied (after the host's defaults).
+    pub objects: Vec<crate::object::Object>,
+    /// Per object ([`apply::Entry::key_text`]), what the apply recorded.
+    pub records: std::collections::BTreeMap<String, apply::Applied>,
+    /// The kit's `selfHeal`.
+    pub self_heal: bool,
+}
+
 /// What became of one reconcile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Applied and recorded; `changed` objects were written or pruned.
     Applied {
         /// Objects written (created, updated or pruned).
         changed: usize,
+        /// What was applied.
+        applied: Arc<AppliedKit>,
     },
     /// Not applied; the kit stays at its last applied revision.
     Failed {
@@ -193,22 +212,7 @@ impl Reconciler {
         );
         self.record(&name, &reconciling).await;
 
-        let target = Target {
-            kit: name.clone(),
-            namespace: kit.namespace.clone(),
-            host_namespace: self.host_namespace.clone(),
-            service_account: kit
-                .service_account
-                .clone()
-                .or_else(|| self.default_service_account.clone()),
-            cluster_scoped_allowed: platform.cluster_scoped.contains(&kit.name),
-            revision: revision.clone(),
-            prune: kit.prune,
-            force: kit.force,
-            recreate: kit.recreate,
-            removed: false,
-            prune_crds: platform.prune_crds.contains(&kit.name),
-        };
+        let target = self.target(kit, platform, &revision);
         let started = std::time::Instant::now();
         let result = self.applier.apply(&target, job.rendered.objects.clone()).await;
         status.clear_condition("Reconciling");
@@ -249,6 +253,10 @@ impl Reconciler {
                 );
                 status.set_condition("Ready", true, "ReconciliationSucceeded", &message);
                 status.clear_condition("Stalled");
+                // Everything was just applied: whatever had drifted is back.
+                if status.condition(DRIFTED).is_some() {
+                    status.set_condition(DRIFTED, false, "InSync", "applied");
+                }
                 status.last_applied_revision = revision.clone();
                 status.last_applied_commit = Some(CommitRecord {
                     author: job.commit.author.clone(),
@@ -291,6 +299,12 @@ impl Reconciler {
                 }
                 Outcome::Applied {
                     changed: applied + pruned,
+                    applied: Arc::new(AppliedKit {
+                        target,
+                        objects: report.desired,
+                        records: report.inventory.applied,
+                        self_heal: kit.self_heal,
+                    }),
                 }
             }
             Err(error) => {
@@ -306,6 +320,51 @@ impl Reconciler {
                 .await
             }
         }
+    }
+
+    /// Where and as whom `kit` applies at `revision`.
+    fn target(&self, kit: &Kit, platform: &Platform, revision: &str) -> Target {
+        Target {
+            kit: kit.name.clone(),
+            namespace: kit.namespace.clone(),
+            host_namespace: self.host_namespace.clone(),
+            service_account: kit
+                .service_account
+                .clone()
+                .or_else(|| self.default_service_account.clone()),
+            cluster_scoped_allowed: platform.cluster_scoped.contains(&kit.name),
+            revision: revision.to_owned(),
+            prune: kit.prune,
+            force: kit.force,
+            recreate: kit.recreate,
+            removed: false,
+            prune_crds: platform.prune_crds.contains(&kit.name),
+        }
+    }
+
+    /// What a kit that needs no apply (its inputs equal its last successful apply's, e.g.
+    /// after a restart) has on the cluster, for drift detection: its render with the host's
+    /// defaults and the records of its stored inventory. Writes nothing.
+    ///
+    /// # Errors
+    /// The render failed, a guard refused an object, or the inventory could not be read.
+    pub async fn observe(&self, job: Job<'_>) -> Result<Arc<AppliedKit>, String> {
+        let (Some(kit), Some(platform), None) = (job.kit, job.platform, &job.rendered.failed) else {
+            return Err(failure_message(job.rendered));
+        };
+        let target = self.target(kit, platform, &job.commit.commit);
+        let objects = self
+            .applier
+            .prepare(&target, job.rendered.objects.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let inventory = self.applier.inventory(&target).await.map_err(|e| e.to_string())?;
+        Ok(Arc::new(AppliedKit {
+            target,
+            objects,
+            records: inventory.applied,
+            self_heal: kit.self_heal,
+        }))
     }
 
     /// Records that a kit waits for a kit it depends on.
@@ -450,6 +509,11 @@ fn failure_message(rendered: &Rendered) -> String {
 }
 
 /// The first few failures of an apply error, in one line.
+/// An apply failure in one line, naming the first refused objects and why.
+pub fn describe_apply_failure(error: &apply::Error) -> String {
+    apply_failure(error)
+}
+
 fn apply_failure(error: &apply::Error) -> String {
     match error {
         apply::Error::Stage { stage, failed, .. } => {

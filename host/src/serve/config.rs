@@ -12,6 +12,7 @@
 //! applyConcurrency: 8                  # objects applied at once within a stage (default 8)
 //! retry: {initial: 5s, max: 5m}        # backoff of a failing kit (defaults)
 //! shutdownGracePeriod: 30s             # default
+//! resyncInterval: 10m                  # full listing of applied objects for drift (default)
 //! cacheDir: /var/cache/kitsync         # default $XDG_CACHE_HOME/kitsync
 //! pluginLimits: {memoryMiB: 64, deadlineMs: 2000}   # ceilings: kitsync.yaml may only lower them
 //! trustedPolicies:                     # run on every kit; no commit can remove them
@@ -85,6 +86,8 @@ pub struct HostFile {
     pub insecure_webhooks: Option<bool>,
     /// How long a webhook sender may take to send a request, e.g. `10s`.
     pub webhook_timeout: Option<String>,
+    /// Time between full listings of applied objects for drift, e.g. `10m`.
+    pub resync_interval: Option<String>,
 }
 
 /// `listen:`.
@@ -294,6 +297,9 @@ pub struct HostConfig {
     /// Longest time a webhook sender may take for its headers, and for its whole request
     /// (default 10 s); slower senders get 408.
     pub webhook_timeout: Duration,
+    /// Time between full listings of every applied kind for drift detection, which catch
+    /// what a watch missed (default 10 min).
+    pub resync_interval: Duration,
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> Error {
@@ -397,6 +403,12 @@ impl HostConfig {
             file.webhook_timeout.as_deref(),
             super::http::DEFAULT_TIMEOUT,
         )?;
+        let resync_interval = duration(
+            name,
+            "resyncInterval",
+            file.resync_interval.as_deref(),
+            Duration::from_secs(600),
+        )?;
         let cache_dir = match file.cache_dir {
             Some(dir) => dir,
             None => default_cache_dir()
@@ -462,6 +474,7 @@ impl HostConfig {
             webhook_max_body_bytes: file.webhook_max_body_bytes.unwrap_or(1 << 20),
             insecure_webhooks,
             webhook_timeout,
+            resync_interval,
         })
     }
 }

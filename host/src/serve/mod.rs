@@ -11,6 +11,7 @@
 //! returns within the grace period.
 
 pub mod config;
+mod drift;
 pub mod http;
 mod source_loop;
 
@@ -49,6 +50,8 @@ struct Shared {
     /// Sources not polled yet; `/readyz` waits for 0.
     unpolled: std::sync::atomic::AtomicUsize,
     metrics: Arc<Metrics>,
+    /// Drift detection (watches on applied kinds).
+    drift: drift::Drift,
 }
 
 /// Runs the service until `shutdown` turns true, then waits (at most the grace period) for
@@ -89,7 +92,10 @@ pub async fn run(
             &kit.status.last_applied_revision,
         );
     }
-    let shared = Arc::new(Shared {
+    let resync = config.resync_interval;
+    let watch_client = client.clone();
+    let shared = Arc::new_cyclic(|weak| Shared {
+        drift: drift::Drift::start(watch_client, weak.clone(), resync),
         slots: Semaphore::new(config.concurrency),
         reconciler: Reconciler::new(applier, writer, &namespace)
             .with_default_service_account(config.default_service_account.clone())

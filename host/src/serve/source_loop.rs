@@ -34,6 +34,8 @@ struct KitState {
     suspended: bool,
     /// The last reconcile-at value acted on.
     handled_request: String,
+    /// Drift detection knows what its last apply wrote.
+    tracked: bool,
 }
 
 /// The loop of one source.
@@ -316,6 +318,7 @@ impl SourceLoop {
             if self.stopping() {
                 return;
             }
+            self.shared.drift.forget(name).await;
             match self.shared.reconciler.remove(name, commit).await {
                 Ok(_) => {
                     self.kits.remove(name);
@@ -331,6 +334,7 @@ impl SourceLoop {
         let now = Instant::now();
         let trusted = shared.config.trusted.clone();
         let mut work: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+        let mut observe: BTreeSet<String> = BTreeSet::new();
         for (name, entry) in &discovery.kits {
             if let Some(spec) = writer.spec(name).await
                 && !spec.source.is_empty()
@@ -353,6 +357,11 @@ impl SourceLoop {
                 state.suspended = false;
                 let hash = input_hash(&snapshot, platform, kit, &trusted);
                 if requested.is_none() && hash == state.applied_hash && state.ready {
+                    // Applied by an earlier run: rendered once, without writing, so drift
+                    // detection knows what that apply wrote.
+                    if !state.tracked {
+                        observe.insert(name.clone());
+                    }
                     continue;
                 }
                 if requested.is_none()
@@ -375,11 +384,11 @@ impl SourceLoop {
                 work.insert(name.clone(), (key, requested));
             }
         }
-        if work.is_empty() {
+        if work.is_empty() && observe.is_empty() {
             return;
         }
 
-        let names: BTreeSet<String> = work.keys().cloned().collect();
+        let names: BTreeSet<String> = work.keys().chain(&observe).cloned().collect();
         let mut rendered: BTreeMap<String, Rendered> = match &pipeline {
             Ok(pipeline) => {
                 let (pipeline, snapshot, discovery) = (pipeline.clone(), snapshot.clone(), discovery.clone());
@@ -408,6 +417,30 @@ impl SourceLoop {
             .iter()
             .filter_map(|(n, k)| Some((n.clone(), k.as_ref().ok()?.clone())))
             .collect();
+        let platform = discovery.platform.as_ref().ok();
+        for name in &observe {
+            let Some(r) = rendered.remove(name) else { continue };
+            let job = Job {
+                source: &self.settings.name,
+                kit: ok_kits.get(name),
+                platform,
+                rendered: &r,
+                commit: &info,
+                reconcile_at: None,
+            };
+            match self.shared.reconciler.observe(job).await {
+                Ok(applied) => {
+                    self.shared.drift.track(applied).await;
+                    if let Some(state) = self.kits.get_mut(name) {
+                        state.tracked = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kit = %name, error = %e, "cannot watch the kit for drift until its next apply")
+                }
+            }
+        }
+        let names: BTreeSet<String> = work.keys().cloned().collect();
         let unreadable: Vec<String> = names
             .iter()
             .filter(|n| !ok_kits.contains_key(*n))
@@ -421,7 +454,6 @@ impl SourceLoop {
             .collect();
         waves.extend(kit::waves(&ok_kits, &ok_names));
 
-        let platform = discovery.platform.as_ref().ok();
         for wave in waves {
             if self.stopping() {
                 tracing::info!("shutting down: remaining kits of this round not started");
@@ -456,7 +488,16 @@ impl SourceLoop {
                     };
                     let outcome = match &waiting_for {
                         Some(dep) => shared.reconciler.waiting(job, dep).await,
-                        None => shared.reconciler.reconcile(job).await,
+                        None => {
+                            // Its own writes are not drift.
+                            shared.drift.pause(&name).await;
+                            let outcome = shared.reconciler.reconcile(job).await;
+                            match &outcome {
+                                Outcome::Applied { applied, .. } => shared.drift.track(applied.clone()).await,
+                                Outcome::Failed { .. } => shared.drift.resume(&name).await,
+                            }
+                            outcome
+                        }
                     };
                     (name, hash, requested, outcome)
                 });
@@ -478,6 +519,7 @@ impl SourceLoop {
                 }
                 match outcome {
                     Outcome::Applied { .. } => {
+                        state.tracked = true;
                         state.applied_hash = hash;
                         state.failures = 0;
                         state.retry_at = None;

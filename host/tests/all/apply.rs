@@ -616,11 +616,28 @@ async fn a_no_op_resync_sends_zero_writes_and_drift_is_reapplied() {
         "a no-op resync wrote nothing (audit log)"
     );
 
-    // Someone edits the Service: the next resync writes it again, and only it.
+    // A label kitsync does not set is someone else's field, not drift: still no write.
     let services: Api<Service> = Api::namespaced(admin().await, &ns);
-    let drift = json!({"metadata": {"labels": {"edited-by": "hand"}}});
+    let foreign = json!({"metadata": {"labels": {"edited-by": "hand"}}});
     services
-        .patch("vision", &PatchParams::default(), &Patch::Merge(&drift))
+        .patch("vision", &PatchParams::default(), &Patch::Merge(&foreign))
+        .await
+        .expect("foreign label");
+    let report = applier.apply(&t, vision(6776)).await.expect("resync");
+    assert!(
+        report.objects.iter().all(|(_, o)| *o == Outcome::Unchanged),
+        "{report:?}"
+    );
+    assert_eq!(writes_for(&ns), after_first + 1, "only the hand edit wrote");
+
+    // Someone edits a field kitsync set: the next resync writes it again, and only it.
+    let drift = json!({"spec": {"ports": [{"name": "http", "port": 1234, "targetPort": "http"}]}});
+    let kubectl_edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..PatchParams::default()
+    };
+    services
+        .patch("vision", &kubectl_edit, &Patch::Merge(&drift))
         .await
         .expect("drift");
     let report = applier.apply(&t, vision(6776)).await.expect("resync after drift");

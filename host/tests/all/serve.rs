@@ -159,6 +159,14 @@ impl Service {
         }
     }
 
+    /// Waits until the Kit's condition `type_` has `status`.
+    pub(super) async fn wait_kit_condition(&self, name: &str, type_: &str, status: &str) -> KitObject {
+        self.wait_kit(name, &format!("{type_}={status}"), |k| {
+            k.status.condition(type_).is_some_and(|c| c.status == status)
+        })
+        .await
+    }
+
     pub(super) async fn wait_applied(&self, name: &str, commit: &str) -> KitObject {
         self.wait_kit(name, &format!("Ready at {commit}"), |k| {
             k.status.is_ready() && k.status.last_applied_revision == commit
@@ -196,7 +204,7 @@ async fn resource_versions(ns: &str) -> Vec<(String, String)> {
 }
 
 /// (reason, note) of the Events on a Kit.
-async fn event_notes(host_namespace: &str, kit: &str) -> Vec<(String, String)> {
+pub(super) async fn event_notes(host_namespace: &str, kit: &str) -> Vec<(String, String)> {
     let client = ControlPlane::shared().client().await.expect("client");
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, host_namespace);
     api.list(&Default::default())
@@ -209,7 +217,7 @@ async fn event_notes(host_namespace: &str, kit: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
+pub(super) async fn events(host_namespace: &str, kit: &str) -> Vec<String> {
     event_notes(host_namespace, kit)
         .await
         .into_iter()
