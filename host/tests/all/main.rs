@@ -6,6 +6,7 @@ mod cases;
 mod check;
 mod cli;
 mod corpus;
+mod deploy;
 mod drift;
 mod first_party;
 mod sandbox;
