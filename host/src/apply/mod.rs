@@ -163,12 +163,11 @@ impl Applier {
             return Ok(self.client.clone());
         };
         let mut config = self.config.clone();
+        // The user alone: the API server gives an impersonated service account its groups
+        // (system:serviceaccounts, system:serviceaccounts:<ns>, system:authenticated) itself,
+        // so the host needs no right to impersonate groups.
         config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{sa}", target.namespace));
-        config.auth_info.impersonate_groups = Some(vec![
-            "system:serviceaccounts".into(),
-            format!("system:serviceaccounts:{}", target.namespace),
-            "system:authenticated".into(),
-        ]);
+        config.auth_info.impersonate_groups = None;
         kube::Client::try_from(config).map_err(|e| Error::Unavailable {
             kit: target.kit.clone(),
             message: e.to_string(),

@@ -68,7 +68,9 @@ pub async fn run(
     let client = kube::Client::try_from(kube_config.clone()).context("creating the Kubernetes client")?;
     let namespace = config.host_namespace.clone();
     ensure_namespace(&client, &namespace).await?;
-    status::install_crd(&client).await.map_err(|e| anyhow!(e))?;
+    status::install_crd(&client, &namespace)
+        .await
+        .map_err(|e| anyhow!(e))?;
     let existing = status::list(&client, &namespace).await.map_err(|e| anyhow!(e))?;
     tracing::info!(
         namespace,

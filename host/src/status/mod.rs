@@ -250,7 +250,7 @@ impl KitObject {
 /// # Errors
 /// The API server's refusal (for example, missing rights on CustomResourceDefinitions), or
 /// a timeout waiting for the Established condition.
-pub async fn install_crd(client: &kube::Client) -> Result<(), String> {
+pub async fn install_crd(client: &kube::Client, namespace: &str) -> Result<(), String> {
     let crd: serde_json::Value =
         serde_saphyr::from_str(KIT_CRD).map_err(|e| format!("the built-in Kit CRD does not parse: {e}"))?;
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -268,21 +268,24 @@ pub async fn install_crd(client: &kube::Client) -> Result<(), String> {
     .await
     .map_err(|e| format!("installing CustomResourceDefinition {name}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_error = String::new();
     loop {
         let live = api
             .get_opt(name)
             .await
             .map_err(|e| format!("reading CustomResourceDefinition {name}: {e}"))?;
         if live.as_ref().is_some_and(crate::apply::is_established) {
-            // Discovery can lag the condition for a moment; the first list proves it serves.
-            let kits: Api<DynamicObject> = Api::all_with(client.clone(), &kit_resource());
-            if kits.list(&ListParams::default().limit(1)).await.is_ok() {
-                return Ok(());
+            // Discovery can lag the condition for a moment; the first list (in the host's
+            // namespace, the only one the host reads Kits in) proves it serves.
+            let kits: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kit_resource());
+            match kits.list(&ListParams::default().limit(1)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last_error = format!(": listing Kits in {namespace}: {e}"),
             }
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "CustomResourceDefinition {name} not Established after 30 s"
+                "CustomResourceDefinition {name} not Established after 30 s{last_error}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
