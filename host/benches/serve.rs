@@ -7,7 +7,9 @@
 //!    20 commits, and the receiver's throughput for rejected (wrongly signed) calls;
 //! 2. 100 kits x 10 objects from an empty cluster to every Kit Ready: wall time and the
 //!    service's peak RSS, against `kubectl apply --server-side` on the same 1,000 objects;
-//! 3. idle: CPU and RSS of the service over 20 s with no new commit, and its writes (goal 0).
+//! 3. idle: CPU and RSS of the service over 20 s with no new commit, and its writes (goal 0);
+//! 4. drift at scale, 100 kits x 100 objects: peak RSS while watching them (goal: under
+//!    100 MB), API requests per minute at rest, and hand edit -> corrected, p50/p99 of 20.
 //!
 //! Run with `cargo bench -p kitsync --bench serve` (needs the control plane; kubectl optional).
 
@@ -302,9 +304,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn kit_objects(kit: usize, namespace: Option<&str>) -> String {
+    kit_objects_n(kit, namespace, OBJECTS_PER_KIT)
+}
+
+fn kit_objects_n(kit: usize, namespace: Option<&str>, count: usize) -> String {
     let mut text = String::new();
     let ns = namespace.map_or(String::new(), |ns| format!("  namespace: {ns}\n"));
-    for i in 0..OBJECTS_PER_KIT {
+    for i in 0..count {
         text.push_str(&format!(
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{i}\n{ns}  labels:\n    app.kubernetes.io/name: config-{i}\n    team: bench\ndata:\n  kit: \"{kit}\"\n  setting: \"{i}\"\n"
         ));
@@ -473,6 +479,8 @@ fn main() {
         println!("  kubectl apply --server-side: (kubectl not installed; skipped)");
         return;
     }
+    drift_at_scale(&plane, &runtime, &client);
+
     let files = tempfile::tempdir().expect("files");
     for kit in 0..KITS {
         let ns = format!("bench-kubectl-{kit:03}");
@@ -501,4 +509,136 @@ fn main() {
         ),
         None => println!("  kubectl apply --server-side: {kubectl:>7.2?}"),
     }
+}
+
+/// 4: 100 kits x 100 ConfigMaps under watch: memory, requests at rest, drift correction.
+fn drift_at_scale(plane: &ControlPlane, runtime: &tokio::runtime::Runtime, client: &kube::Client) {
+    const OBJECTS: usize = 100;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let repo = tempfile::tempdir().expect("repo");
+    std::fs::copy(examples.join("kitsync.yaml"), repo.path().join("kitsync.yaml")).expect("platform");
+    copy_dir(&examples.join("plugins"), &repo.path().join("plugins"));
+    for kit in 0..KITS {
+        let dir = repo.path().join(format!("kits/k{kit:03}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("kit.yaml"), format!("namespace: bench-drift-{kit:03}\n")).expect("kit.yaml");
+        std::fs::write(dir.join("config.yaml"), kit_objects_n(kit, None, OBJECTS)).expect("objects");
+    }
+    git(repo.path(), &["init", "-q"]);
+    commit(repo.path(), "100 kits x 100 objects");
+    let host_namespace = "kitsync-bench-drift";
+    let cache = tempfile::tempdir().expect("cache");
+    let started = Instant::now();
+    let child = serve(plane, repo.path(), host_namespace, cache.path());
+    let pid = child.id();
+    loop {
+        let kits = runtime
+            .block_on(status::list(client, host_namespace))
+            .unwrap_or_default();
+        if kits.iter().filter(|k| k.status.is_ready()).count() == KITS {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            eprintln!("drift benchmark: not every kit Ready after 600 s");
+            stop(child);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let to_ready = started.elapsed();
+    // At rest: every request the host makes (watches, not polling), over one minute.
+    std::thread::sleep(Duration::from_secs(5));
+    let before = std::fs::read_to_string(plane.audit_log_path())
+        .unwrap_or_default()
+        .lines()
+        .count();
+    std::thread::sleep(Duration::from_secs(60));
+    let text = std::fs::read_to_string(plane.audit_log_path()).unwrap_or_default();
+    let requests: Vec<String> = text
+        .lines()
+        .skip(before)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["user"]["username"] == kitsync_harness::ADMIN && e["stage"] == "ResponseComplete")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["verb"].as_str().unwrap_or("?"),
+                e["objectRef"]["resource"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let (_, peak_kib, rss_kib) = usage(pid);
+    println!(
+        "serve: drift detection on {KITS} kits x {OBJECTS} objects ({} objects), all Ready in {to_ready:.1?}",
+        KITS * OBJECTS
+    );
+    println!(
+        "  peak RSS {:.1} MiB (goal: under 100 MB), RSS at rest {:.1} MiB, API requests at rest {} per minute ({})",
+        peak_kib as f64 / 1024.0,
+        rss_kib as f64 / 1024.0,
+        requests.len(),
+        summarize(&requests)
+    );
+
+    // Hand edits of 20 objects across kits: time until the kit's value is back.
+    let by_hand = kube::api::PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    let mut latencies = Vec::new();
+    for i in 0..20usize {
+        let kit = (i * 37) % KITS;
+        let name = format!("config-{}", (i * 13) % OBJECTS);
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client.clone(), &format!("bench-drift-{kit:03}"));
+        let patch = serde_json::json!({"data": {"setting": "edited by hand"}});
+        let edited = Instant::now();
+        if let Err(e) = runtime.block_on(api.patch(&name, &by_hand, &kube::api::Patch::Merge(&patch))) {
+            eprintln!("hand edit {i} failed: {e}");
+            continue;
+        }
+        loop {
+            let value = runtime
+                .block_on(api.get_opt(&name))
+                .ok()
+                .flatten()
+                .and_then(|c| c.data?.get("setting").cloned());
+            if value.as_deref() != Some("edited by hand") {
+                latencies.push(edited.elapsed());
+                break;
+            }
+            if edited.elapsed() > Duration::from_secs(30) {
+                eprintln!("hand edit {i} not corrected within 30 s");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    latencies.sort();
+    if !latencies.is_empty() {
+        println!(
+            "  hand edit -> corrected (selfHeal), {} edits: p50 {} ms, p99 {} ms",
+            latencies.len(),
+            percentile(&latencies, 0.5).as_millis(),
+            percentile(&latencies, 0.99).as_millis()
+        );
+    }
+    stop(child);
+}
+
+/// "verb resource" counts, most frequent first.
+fn summarize(requests: &[String]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for r in requests {
+        *counts.entry(r.as_str()).or_default() += 1;
+    }
+    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts
+        .iter()
+        .take(5)
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
