@@ -38,6 +38,14 @@
 //!     webhook:                         # POST /hooks/gitops polls this source now
 //!       provider: github               #   github | gitea | gitlab | generic
 //!       secretFile: /etc/kitsync/webhook/secret   # or secretEnv: VAR
+//! alerts:                              # see crate::alert for the bodies and guarantees
+//!   driftAlertAfter: 5m                # `drifted` only past this (0s: at once; default 5m)
+//!   sinks:
+//!     - name: ops                      # DNS-1123 label, unique
+//!       type: webhook                  # generic JSON | slack
+//!       urlFile: /etc/kitsync/alerts/ops-url   # or urlEnv: VAR, or url: (no credentials in it)
+//!       secretFile: /etc/kitsync/alerts/ops-hmac   # optional: X-Kitsync-Signature (or secretEnv)
+//!       events: [failed, recovered, converged]    # optional filter; default all
 //! ```
 
 use crate::kit::{self, Error, is_dns_label, normalize, parse_duration};
@@ -85,6 +93,9 @@ pub struct HostFile {
     pub insecure_webhooks: Option<bool>,
     /// How long a webhook sender may take to send a request, e.g. `10s`.
     pub webhook_timeout: Option<String>,
+    /// Alert sinks.
+    #[serde(default)]
+    pub alerts: crate::alert::AlertsFile,
 }
 
 /// `listen:`.
@@ -294,6 +305,8 @@ pub struct HostConfig {
     /// Longest time a webhook sender may take for its headers, and for its whole request
     /// (default 10 s); slower senders get 408.
     pub webhook_timeout: Duration,
+    /// Alert sinks (default none) and the drift alert delay.
+    pub alerts: crate::alert::AlertSettings,
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> Error {
@@ -429,6 +442,7 @@ impl HostConfig {
             })
             .transpose()
         };
+        let alerts = file.alerts.resolve(name)?;
         let probes_listen = address("probes", file.listen.probes)?;
         let webhooks_listen = address("webhooks", file.listen.webhooks)?;
         let mut sources: Vec<SourceSettings> = Vec::new();
@@ -462,6 +476,7 @@ impl HostConfig {
             webhook_max_body_bytes: file.webhook_max_body_bytes.unwrap_or(1 << 20),
             insecure_webhooks,
             webhook_timeout,
+            alerts,
         })
     }
 }
@@ -593,6 +608,24 @@ mod tests {
         assert!(err.to_string().contains("intervall"), "{err}");
         let err = parse("concurrency: many\nsources: []\n").expect_err("wrong type");
         assert!(err.to_string().starts_with("host.yaml:1:"), "{err}");
+    }
+
+    #[test]
+    fn alerts_are_read_from_the_host_file() {
+        let config = parse(
+            "sources:\n  - {name: a, url: x}\nalerts:\n  driftAlertAfter: 0s\n  sinks:\n    - {name: chat, type: slack, urlEnv: SLACK_URL}\n",
+        )
+        .expect("valid");
+        assert_eq!(config.alerts.drift_alert_after, Duration::ZERO);
+        assert_eq!(config.alerts.sinks[0].name, "chat");
+        let err = parse("sources:\n  - {name: a, url: x}\nalerts:\n  sinks:\n    - {name: chat, type: slack, urlEnv: U, url: y}\n")
+            .expect_err("two URLs");
+        assert!(
+            err.to_string().starts_with("host.yaml: alerts sink chat:"),
+            "{err}"
+        );
+        let err = parse("sources:\n  - {name: a, url: x}\nalerts:\n  sink: []\n").expect_err("typo");
+        assert!(err.to_string().starts_with("host.yaml:4:"), "{err}");
     }
 
     #[test]
