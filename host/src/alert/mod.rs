@@ -30,7 +30,7 @@
 //! Each alert is one `POST` with `Content-Type: application/json`:
 //! - `webhook`: `{"kit": "web", "revision": "<commit sha>", "event": "failed", "message":
 //!   "...", "time": "2025-01-02T03:04:05.123Z"}`: exactly these fields; `time` is RFC 3339 in
-//!   UTC, when the alert was raised (not when a retry delivered it). With a key,
+//!   UTC (fractional seconds as needed), when the alert was raised (not when a retry delivered it). With a key,
 //!   `X-Kitsync-Signature: sha256=<hex HMAC-SHA256 of the body>`; the signed `time` lets a
 //!   receiver refuse replays. Kit names are unique per host, so no source is named.
 //! - `slack`: `{"text": "kitsync: *web* failed at `0123456789ab`: ..."}`, with `&`, `<` and
@@ -461,8 +461,10 @@ impl Inner {
     /// Queues an admitted alert; called with the gate held.
     fn fan_out(&self, alert: Alert) {
         for sink in self.sinks.iter().filter(|s| s.events.contains(alert.event)) {
-            if let Some(dropped) = sink.queue.push(alert.clone()) {
-                self.dropped(sink, &dropped, "alert queue full: dropped the oldest alert");
+            match sink.queue.push(alert.clone()) {
+                Ok(None) => {}
+                Ok(Some(oldest)) => self.dropped(sink, &oldest, "alert queue full: dropped the oldest alert"),
+                Err(refused) => self.dropped(sink, &refused, "alerter shut down: alert not queued"),
             }
         }
     }

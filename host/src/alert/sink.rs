@@ -93,15 +93,17 @@ impl Queue {
         }
     }
 
-    /// Adds `alert` without waiting; returns the alert dropped to make room, if any (or
-    /// `alert` itself once the queue is closed).
-    pub(super) fn push(&self, alert: Alert) -> Option<Alert> {
+    /// Adds `alert` without waiting; returns the alert dropped to make room, if any.
+    ///
+    /// # Errors
+    /// The queue is closed (the alerter shut down): `alert` is given back.
+    pub(super) fn push(&self, alert: Alert) -> Result<Option<Alert>, Alert> {
         if self.closed.load(Ordering::Acquire) {
-            return Some(alert);
+            return Err(alert);
         }
         let dropped = {
             let Ok(mut items) = self.items.lock() else {
-                return Some(alert);
+                return Err(alert);
             };
             let dropped = if items.len() >= self.capacity {
                 items.pop_front()
@@ -113,7 +115,7 @@ impl Queue {
         };
         // Stores a permit when the worker is busy, so no wake-up is lost.
         self.wake.notify_one();
-        dropped
+        Ok(dropped)
     }
 
     fn pop(&self) -> Option<Alert> {
@@ -454,16 +456,19 @@ mod tests {
     #[test]
     fn a_full_queue_drops_its_oldest() {
         let queue = Queue::new(2);
-        assert!(queue.push(alert(Event::Applied, "1")).is_none());
-        assert!(queue.push(alert(Event::Applied, "2")).is_none());
-        let dropped = queue.push(alert(Event::Applied, "3")).expect("full");
+        assert_eq!(queue.push(alert(Event::Applied, "1")), Ok(None));
+        assert_eq!(queue.push(alert(Event::Applied, "2")), Ok(None));
+        let dropped = queue
+            .push(alert(Event::Applied, "3"))
+            .expect("open")
+            .expect("full");
         assert_eq!(dropped.message, "1");
         let left: Vec<String> = queue.drain().into_iter().map(|a| a.message).collect();
         assert_eq!(left, ["2", "3"]);
         queue.close();
         assert_eq!(
-            queue.push(alert(Event::Applied, "4")).map(|a| a.message),
-            Some("4".into()),
+            queue.push(alert(Event::Applied, "4")).map_err(|a| a.message),
+            Err("4".into()),
             "a closed queue takes nothing"
         );
     }

@@ -399,6 +399,12 @@ async fn a_dead_sink_never_blocks_notify() {
         1001,
         "every alert is counted: queued ones and the one in flight"
     );
+    alerter.notify(alert("web", "rev-late", Event::Applied, ""));
+    assert_eq!(
+        metric(&metrics, r#"sink="dead",event="applied",result="dropped""#),
+        1002,
+        "an alert after shutdown is counted too"
+    );
 }
 
 /// Log lines written while the returned guard lives (this thread only: `#[tokio::test]` runs
