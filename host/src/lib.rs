@@ -41,6 +41,8 @@ pub mod render;
 pub mod apply;
 // The service's Prometheus metrics.
 pub mod metrics;
+// Alerts to webhook and Slack sinks: deduplicated, retried, never blocking the loop.
+pub mod alert;
 // The Kit resource: status and Events of each kit.
 pub mod status;
 // One kit at one revision: render -> apply -> status.

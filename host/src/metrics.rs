@@ -14,6 +14,7 @@
 //! | `kitsync_git_poll_duration_seconds` | histogram | `source` |
 //! | `kitsync_git_poll_errors_total` | counter | `source` |
 //! | `kitsync_webhook_requests_total` | counter | `source` (`unknown` for a path naming no source), `result` |
+//! | `kitsync_alerts_total` | counter | `sink`, `event`, `result` (`sent`, `failed`, `dropped`) |
 //! | `kitsync_kits` | gauge | `condition` (`Ready`, `Stalled`, `Reconciling`), `status` (`True`, `False`, `Unknown`) |
 //! | `kitsync_kit_info` | gauge (always 1) | `kit`, `revision` (the last applied commit) |
 //! | `kitsync_drift_total` | counter | `kit`, `action` (`healed`, `reported`, `failed`) |
@@ -61,6 +62,13 @@ struct WebhookResult {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    sink: String,
+    event: &'static str,
+    result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct ConditionStatus {
     condition: String,
@@ -101,6 +109,7 @@ pub struct Metrics {
     poll_duration: Histograms<SourceLabel>,
     poll_errors: Family<SourceLabel, Counter>,
     webhook_requests: Family<WebhookResult, Counter>,
+    alerts: Family<AlertLabels, Counter>,
     kits: Family<ConditionStatus, Gauge>,
     kit_info: Family<KitRevision, Gauge>,
     drift: Family<KitAction, Counter>,
@@ -161,6 +170,17 @@ impl WebhookOutcome {
     }
 }
 
+/// What became of an alert at one sink, as the `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertResult {
+    /// The sink answered 2xx.
+    Sent,
+    /// Refused by the sink, or given up after retries.
+    Failed,
+    /// Never tried: the sink's queue was full, or the host shut down first.
+    Dropped,
+}
+
 impl Metrics {
     /// Every family registered, empty.
     pub fn new() -> Self {
@@ -209,6 +229,12 @@ impl Metrics {
             "Webhook calls by source and result",
             webhook_requests.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts by sink, event and result (sent, failed, dropped)",
+            alerts.clone(),
+        );
         let kits = Family::<ConditionStatus, Gauge>::default();
         registry.register("kits", "Kits whose condition has this status", kits.clone());
         let kit_info = Family::<KitRevision, Gauge>::default();
@@ -242,6 +268,7 @@ impl Metrics {
             poll_duration,
             poll_errors,
             webhook_requests,
+            alerts,
             kits,
             kit_info,
             drift,
@@ -316,6 +343,22 @@ impl Metrics {
             .get_or_create(&WebhookResult {
                 source: source.unwrap_or("unknown").to_owned(),
                 result: outcome.label(),
+            })
+            .inc();
+    }
+
+    /// Records what became of one alert at `sink` (`event` is the alert event's name).
+    pub fn alert(&self, sink: &str, event: &'static str, result: AlertResult) {
+        let result = match result {
+            AlertResult::Sent => "sent",
+            AlertResult::Failed => "failed",
+            AlertResult::Dropped => "dropped",
+        };
+        self.alerts
+            .get_or_create(&AlertLabels {
+                sink: sink.to_owned(),
+                event,
+                result,
             })
             .inc();
     }

@@ -39,6 +39,14 @@
 //!     webhook:                         # POST /hooks/gitops polls this source now
 //!       provider: github               #   github | gitea | gitlab | generic
 //!       secretFile: /etc/kitsync/webhook/secret   # or secretEnv: VAR
+//! alerts:                              # see crate::alert for the bodies and guarantees
+//!   driftAlertAfter: 5m                # `drifted` only past this (0s: at once; default 5m)
+//!   sinks:
+//!     - name: ops                      # DNS-1123 label, unique
+//!       type: webhook                  # generic JSON | slack
+//!       urlFile: /etc/kitsync/alerts/ops-url   # or urlEnv: VAR, or url: (no credentials in it)
+//!       secretFile: /etc/kitsync/alerts/ops-hmac   # optional: X-Kitsync-Signature (or secretEnv)
+//!       events: [failed, recovered, converged]    # optional filter; default all
 //! ```
 
 use crate::kit::{self, Error, is_dns_label, normalize, parse_duration};
@@ -88,6 +96,9 @@ pub struct HostFile {
     pub webhook_timeout: Option<String>,
     /// Time between full listings of applied objects for drift, e.g. `10m`.
     pub resync_interval: Option<String>,
+    /// Alert sinks.
+    #[serde(default)]
+    pub alerts: crate::alert::AlertsFile,
 }
 
 /// `listen:`.
@@ -300,6 +311,8 @@ pub struct HostConfig {
     /// Time between full listings of every applied kind for drift detection, which catch
     /// what a watch missed (default 10 min).
     pub resync_interval: Duration,
+    /// Alert sinks (default none) and the drift alert delay.
+    pub alerts: crate::alert::AlertSettings,
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> Error {
@@ -441,6 +454,7 @@ impl HostConfig {
             })
             .transpose()
         };
+        let alerts = file.alerts.resolve(name)?;
         let probes_listen = address("probes", file.listen.probes)?;
         let webhooks_listen = address("webhooks", file.listen.webhooks)?;
         let mut sources: Vec<SourceSettings> = Vec::new();
@@ -475,6 +489,7 @@ impl HostConfig {
             insecure_webhooks,
             webhook_timeout,
             resync_interval,
+            alerts,
         })
     }
 }
@@ -606,6 +621,24 @@ mod tests {
         assert!(err.to_string().contains("intervall"), "{err}");
         let err = parse("concurrency: many\nsources: []\n").expect_err("wrong type");
         assert!(err.to_string().starts_with("host.yaml:1:"), "{err}");
+    }
+
+    #[test]
+    fn alerts_are_read_from_the_host_file() {
+        let config = parse(
+            "sources:\n  - {name: a, url: x}\nalerts:\n  driftAlertAfter: 0s\n  sinks:\n    - {name: chat, type: slack, urlEnv: SLACK_URL}\n",
+        )
+        .expect("valid");
+        assert_eq!(config.alerts.drift_alert_after, Duration::ZERO);
+        assert_eq!(config.alerts.sinks[0].name, "chat");
+        let err = parse("sources:\n  - {name: a, url: x}\nalerts:\n  sinks:\n    - {name: chat, type: slack, urlEnv: U, url: y}\n")
+            .expect_err("two URLs");
+        assert!(
+            err.to_string().starts_with("host.yaml: alerts sink chat:"),
+            "{err}"
+        );
+        let err = parse("sources:\n  - {name: a, url: x}\nalerts:\n  sink: []\n").expect_err("typo");
+        assert!(err.to_string().starts_with("host.yaml:4:"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Host integration tests: one binary, a module per area. Plugins are real components
 //! built from `plugins/` by the `kitsync-test-artifacts` build script.
 
+mod alerts;
 mod apply;
 mod cases;
 mod check;
