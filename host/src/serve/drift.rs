@@ -545,6 +545,15 @@ impl Processor {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
+        // The `drifted` alert goes out only if the divergence outlasts driftAlertAfter.
+        match drifted.first() {
+            Some((id, why)) => shared.alerter.drift_started(
+                kit,
+                &revision,
+                &format!("{} object(s) differ from Git, e.g. {id}: {why}", drifted.len()),
+            ),
+            None => shared.alerter.drift_ended(kit),
+        }
         let kit = kit.to_owned();
         tokio::spawn(async move {
             shared

@@ -52,6 +52,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Drift detection (watches on applied kinds).
     drift: drift::Drift,
+    /// Alert sinks (never block reconciling).
+    alerter: crate::alert::Alerter,
 }
 
 /// Runs the service until `shutdown` turns true, then waits (at most the grace period) for
@@ -94,10 +96,13 @@ pub async fn run(
             &kit.status.last_applied_revision,
         );
     }
+    let alerter =
+        crate::alert::Alerter::start(&config.alerts, metrics.clone()).map_err(|e| anyhow!("alerts: {e}"))?;
     let resync = config.resync_interval;
     let watch_client = client.clone();
     let shared = Arc::new_cyclic(|weak| Shared {
         drift: drift::Drift::start(watch_client, weak.clone(), resync),
+        alerter,
         slots: Semaphore::new(config.concurrency),
         reconciler: Reconciler::new(applier, writer, &namespace)
             .with_default_service_account(config.default_service_account.clone())
@@ -181,6 +186,8 @@ pub async fn run(
         );
         loops.abort_all();
     }
+    // Alerts of the last reconciles get what is left of a short grace to be delivered.
+    shared.alerter.shutdown(Duration::from_secs(5)).await;
     tracing::info!("kitsync serve stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! reconcile in `dependsOn` waves, record backoff.
 
 use super::{Shared, SourceSettings, WEBHOOK_POLL_GAP, effective_limits, pipeline_with};
+use crate::alert::{Alert, Event as AlertEvent};
 use crate::kit::{self, Discovery, Kit};
 use crate::reconcile::{Job, Outcome, short};
 use crate::render::{Pipeline, Rendered, input_hash};
@@ -319,6 +320,7 @@ impl SourceLoop {
                 return;
             }
             self.shared.drift.forget(name).await;
+            self.shared.alerter.forget(name);
             match self.shared.reconciler.remove(name, commit).await {
                 Ok(_) => {
                     self.kits.remove(name);
@@ -369,6 +371,14 @@ impl SourceLoop {
                     && state.retry_at.is_some_and(|r| r > now)
                 {
                     continue;
+                }
+                if hash != state.attempted_hash {
+                    self.shared.alerter.notify(Alert::new(
+                        name,
+                        commit,
+                        AlertEvent::RevisionDetected,
+                        format!("revision {} changes kit {name}", short(commit)),
+                    ));
                 }
                 work.insert(name.clone(), (hash, requested));
             } else {
@@ -493,8 +503,32 @@ impl SourceLoop {
                             shared.drift.pause(&name).await;
                             let outcome = shared.reconciler.reconcile(job).await;
                             match &outcome {
-                                Outcome::Applied { applied, .. } => shared.drift.track(applied.clone()).await,
-                                Outcome::Failed { .. } => shared.drift.resume(&name).await,
+                                Outcome::Applied { applied, .. } => {
+                                    shared.drift.track(applied.clone()).await;
+                                    shared.alerter.notify(Alert::new(
+                                        &name,
+                                        &info.commit,
+                                        AlertEvent::Applied,
+                                        format!("kit {name} applied at revision {}", short(&info.commit)),
+                                    ));
+                                    shared.alerter.notify(Alert::new(
+                                        &name,
+                                        &info.commit,
+                                        AlertEvent::Recovered,
+                                        format!("kit {name} recovered at revision {}", short(&info.commit)),
+                                    ));
+                                }
+                                Outcome::Failed { message, retryable } => {
+                                    shared.drift.resume(&name).await;
+                                    if !retryable {
+                                        shared.alerter.notify(Alert::new(
+                                            &name,
+                                            &info.commit,
+                                            AlertEvent::Failed,
+                                            message.clone(),
+                                        ));
+                                    }
+                                }
                             }
                             outcome
                         }

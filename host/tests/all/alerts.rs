@@ -508,3 +508,93 @@ async fn an_unreachable_sink_is_retried_then_given_up_without_leaking_its_url() 
     assert!(!logs.contains("TOKEN-SECRET"), "the URL leaked:\n{logs}");
     assert_eq!(metric(&metrics, r#"sink="gone",event="failed",result="sent""#), 0);
 }
+
+/// The service end to end: a kit's life (a commit, a broken commit, a fix, a hand edit) as
+/// alerts at a loopback receiver, in order and once each; the receiver's first answer is a
+/// 500, retried without holding anything back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sends_a_kits_life_as_alerts_in_order_once_each() {
+    use super::serve::{Repo, Service, suffix};
+    let mut sink = receiver(&[500]).await;
+    let id = suffix("al");
+    let ns = format!("alerts-{id}");
+    let repo = Repo {
+        dir: tempfile::tempdir().expect("repo"),
+    };
+    super::git(repo.path(), &["init", "-q"]);
+    repo.write(
+        "kits/shop/kit.yaml",
+        &format!("namespace: {ns}\nselfHeal: false\n"),
+    );
+    let config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n";
+    repo.write("kits/shop/config.yaml", config_map);
+    let v1 = repo.commit("v1");
+    let cache = tempfile::tempdir().expect("cache");
+    let text = format!(
+        "hostNamespace: kitsync-{id}\ncacheDir: {}\nretry: {{initial: 1s, max: 2s}}\nalerts:\n  driftAlertAfter: 1s\n  sinks:\n    - {{name: ops, type: webhook, url: {}/alerts}}\nsources:\n  - name: gitops\n    url: {}\n    interval: 1s\n",
+        cache.path().display(),
+        sink.url,
+        repo.url()
+    );
+    let file = cache.path().join("host.yaml");
+    std::fs::write(&file, text).expect("host config");
+    let service = Service::start(kitsync::serve::HostConfig::load(&file).expect("host config")).await;
+    service.wait_applied("shop", &v1).await;
+
+    repo.write(
+        "kits/shop/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [broken\n",
+    );
+    let v2 = repo.commit("v2: broken");
+    service.wait_kit_condition("shop", "Stalled", "True").await;
+    repo.write("kits/shop/config.yaml", config_map);
+    let v3 = repo.commit("v3: fixed");
+    service.wait_applied("shop", &v3).await;
+
+    let client = kitsync_harness::ControlPlane::shared()
+        .client()
+        .await
+        .expect("client");
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, &ns);
+    let by_hand = kube::api::PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    let edit = serde_json::json!({"data": {"mode": "slow"}});
+    api.patch("settings", &by_hand, &kube::api::Patch::Merge(&edit))
+        .await
+        .expect("hand edit");
+
+    let expected = [
+        ("revision-detected", &v1),
+        ("applied", &v1),
+        ("revision-detected", &v2),
+        ("failed", &v2),
+        ("revision-detected", &v3),
+        ("applied", &v3),
+        ("recovered", &v3),
+        ("drifted", &v3),
+    ];
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let request = sink.next().await;
+        if request.nth == 1 {
+            // The 500 is retried: the same alert comes again.
+            continue;
+        }
+        let body = request.json();
+        assert_eq!(body["kit"], "shop", "{body}");
+        seen.push((
+            body["event"].as_str().unwrap_or_default().to_owned(),
+            body["revision"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(e, r)| ((*e).to_owned(), (*r).clone()))
+        .collect();
+    assert_eq!(seen, expected);
+    // Retries of the broken revision and the resync add nothing.
+    sink.nothing_more(Duration::from_secs(2)).await;
+    service.stop().await;
+}
