@@ -552,3 +552,67 @@ async fn an_unreachable_api_server_is_unavailability_not_a_timeout() {
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
     assert!(error.is_retryable());
 }
+
+/// Real-world manifests (`KITSYNC_CORPUS`) as they are right after an apply, before any
+/// controller wrote a status: workloads and the kinds that wait for something are pending,
+/// everything else is ready for existing, and nothing is Failed.
+#[test]
+fn corpus_manifests_fresh_from_apply_are_pending_only_where_a_controller_must_act() {
+    use kitsync::health::{Health, assess};
+    let Some(root) = std::env::var_os("KITSYNC_CORPUS").map(std::path::PathBuf::from) else {
+        eprintln!("KITSYNC_CORPUS is not set: the corpus health test did not run");
+        return;
+    };
+    let mut files = Vec::new();
+    super::corpus::yaml_files(&root, &mut files);
+    let (mut pending, mut current) = (std::collections::BTreeMap::new(), 0);
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let Ok(objects) = kitsync::manifest::parse(&file.display().to_string(), &text) else {
+            continue;
+        };
+        for object in objects {
+            let kind = object.id.kind.as_str();
+            let waits = match kind {
+                "Deployment"
+                | "StatefulSet"
+                | "DaemonSet"
+                | "ReplicaSet"
+                | "Job"
+                | "Pod"
+                | "PersistentVolumeClaim"
+                | "CustomResourceDefinition" => true,
+                "Service" => {
+                    object.value.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+                }
+                _ => false,
+            };
+            match assess(&object.value) {
+                Health::Current => {
+                    assert!(
+                        !waits,
+                        "{} in {}: Current before any controller acted",
+                        object.id,
+                        file.display()
+                    );
+                    current += 1;
+                }
+                Health::InProgress { reason } => {
+                    assert!(
+                        waits,
+                        "{} in {}: pending ({reason}) for no reason",
+                        object.id,
+                        file.display()
+                    );
+                    *pending.entry(kind.to_owned()).or_insert(0) += 1;
+                }
+                Health::Failed { reason } => panic!("{} in {}: Failed: {reason}", object.id, file.display()),
+            }
+        }
+    }
+    eprintln!("corpus health: {current} current, pending by kind {pending:?}");
+    assert!(pending.get("Deployment").is_some_and(|n| *n > 10), "{pending:?}");
+    assert!(current > 100, "{current}");
+}
