@@ -39,6 +39,8 @@ pub mod guard;
 pub mod render;
 // Server-side apply of a kit's objects: stages, ownership, inventory, prune.
 pub mod apply;
+// Whether applied objects became ready (kstatus rules), and the wait for it.
+pub mod health;
 // The service's Prometheus metrics.
 pub mod metrics;
 // Alerts to webhook and Slack sinks: deduplicated, retried, never blocking the loop.

@@ -4,7 +4,8 @@
 use kitsync::manifest::{self, Error};
 use std::path::{Path, PathBuf};
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.yaml`/`.yml` file below `dir`.
+pub(super) fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -10,6 +10,7 @@ mod corpus;
 mod deploy;
 mod drift;
 mod first_party;
+mod health;
 mod sandbox;
 mod serve;
 mod source;
