@@ -141,6 +141,11 @@ impl Applier {
         })
     }
 
+    /// The host's own client (reads: inventories, health, discovery).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// Objects applied at once within a stage (default 8).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);

@@ -7,8 +7,10 @@
 //! reconcile and when; this module does one.
 
 mod drift;
+mod health;
 
 pub use drift::DRIFTED;
+pub use health::{HEALTHY, Verdict};
 
 use crate::apply::{self, Applier, Target};
 use crate::diagnostic::Severity;
@@ -32,6 +34,8 @@ pub struct AppliedKit {
     pub records: std::collections::BTreeMap<String, apply::Applied>,
     /// The kit's `selfHeal`.
     pub self_heal: bool,
+    /// The kit's `timeout`: how long its objects may take to become ready.
+    pub timeout: std::time::Duration,
 }
 
 /// What became of one reconcile.
@@ -304,6 +308,7 @@ impl Reconciler {
                         objects: report.desired,
                         records: report.inventory.applied,
                         self_heal: kit.self_heal,
+                        timeout: kit.timeout,
                     }),
                 }
             }
@@ -364,6 +369,7 @@ impl Reconciler {
             objects,
             records: inventory.applied,
             self_heal: kit.self_heal,
+            timeout: kit.timeout,
         }))
     }
 

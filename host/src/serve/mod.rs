@@ -54,6 +54,49 @@ struct Shared {
     drift: drift::Drift,
     /// Alert sinks (never block reconciling).
     alerter: crate::alert::Alerter,
+    /// Per kit, the health wait in progress: dropping its sender cancels it (a newer
+    /// revision's reconcile starts).
+    health_waits: std::sync::Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Shared {
+    /// Cancels `kit`'s health wait, if one runs.
+    fn cancel_health_wait(&self, kit: &str) {
+        self.health_waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(kit);
+    }
+
+    /// Waits for the objects `applied` wrote to become ready, in its own task (a slow
+    /// rollout never holds a reconcile slot), then records `Healthy` and alerts
+    /// `converged` or `failed`. A newer reconcile of the kit cancels it.
+    fn spawn_health_wait(self: &Arc<Self>, applied: Arc<crate::reconcile::AppliedKit>) {
+        let kit = applied.target.kit.clone();
+        let (cancel, mut cancelled) = watch::channel(false);
+        self.health_waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(kit.clone(), cancel);
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let until = async move {
+                let _ = cancelled.changed().await;
+            };
+            let verdict = shared.reconciler.wait_healthy(&applied, until).await;
+            let revision = &applied.target.revision;
+            let alert = match verdict {
+                crate::reconcile::Verdict::Converged(message) => {
+                    crate::alert::Alert::new(&kit, revision, crate::alert::Event::Converged, message)
+                }
+                crate::reconcile::Verdict::Failed(message) => {
+                    crate::alert::Alert::new(&kit, revision, crate::alert::Event::Failed, message)
+                }
+                crate::reconcile::Verdict::Cancelled => return,
+            };
+            shared.alerter.notify(alert);
+        });
+    }
 }
 
 /// Runs the service until `shutdown` turns true, then waits (at most the grace period) for
@@ -103,6 +146,7 @@ pub async fn run(
     let shared = Arc::new_cyclic(|weak| Shared {
         drift: drift::Drift::start(watch_client, weak.clone(), resync),
         alerter,
+        health_waits: std::sync::Mutex::default(),
         slots: Semaphore::new(config.concurrency),
         reconciler: Reconciler::new(applier, writer, &namespace)
             .with_default_service_account(config.default_service_account.clone())

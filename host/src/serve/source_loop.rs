@@ -321,6 +321,7 @@ impl SourceLoop {
             }
             self.shared.drift.forget(name).await;
             self.shared.alerter.forget(name);
+            self.shared.cancel_health_wait(name);
             match self.shared.reconciler.remove(name, commit).await {
                 Ok(_) => {
                     self.kits.remove(name);
@@ -501,10 +502,12 @@ impl SourceLoop {
                         None => {
                             // Its own writes are not drift.
                             shared.drift.pause(&name).await;
+                            shared.cancel_health_wait(&name);
                             let outcome = shared.reconciler.reconcile(job).await;
                             match &outcome {
                                 Outcome::Applied { applied, .. } => {
                                     shared.drift.track(applied.clone()).await;
+                                    shared.spawn_health_wait(applied.clone());
                                     shared.alerter.notify(Alert::new(
                                         &name,
                                         &info.commit,

@@ -510,8 +510,8 @@ async fn an_unreachable_sink_is_retried_then_given_up_without_leaking_its_url() 
 }
 
 /// The service end to end: a kit's life (a commit, a broken commit, a fix, a hand edit) as
-/// alerts at a loopback receiver, in order and once each; the receiver's first answer is a
-/// 500, retried without holding anything back.
+/// alerts (`converged` once its objects are ready) at a loopback receiver, in order and once
+/// each; the receiver's first answer is a 500, retried without holding anything back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sends_a_kits_life_as_alerts_in_order_once_each() {
     use super::serve::{Repo, Service, suffix};
@@ -540,6 +540,7 @@ async fn serve_sends_a_kits_life_as_alerts_in_order_once_each() {
     std::fs::write(&file, text).expect("host config");
     let service = Service::start(kitsync::serve::HostConfig::load(&file).expect("host config")).await;
     service.wait_applied("shop", &v1).await;
+    service.wait_kit_condition("shop", "Healthy", "True").await;
 
     repo.write(
         "kits/shop/config.yaml",
@@ -550,6 +551,7 @@ async fn serve_sends_a_kits_life_as_alerts_in_order_once_each() {
     repo.write("kits/shop/config.yaml", config_map);
     let v3 = repo.commit("v3: fixed");
     service.wait_applied("shop", &v3).await;
+    service.wait_kit_condition("shop", "Healthy", "True").await;
 
     let client = kitsync_harness::ControlPlane::shared()
         .client()
@@ -568,11 +570,13 @@ async fn serve_sends_a_kits_life_as_alerts_in_order_once_each() {
     let expected = [
         ("revision-detected", &v1),
         ("applied", &v1),
+        ("converged", &v1),
         ("revision-detected", &v2),
         ("failed", &v2),
         ("revision-detected", &v3),
         ("applied", &v3),
         ("recovered", &v3),
+        ("converged", &v3),
         ("drifted", &v3),
     ];
     let mut seen = Vec::new();

@@ -616,3 +616,88 @@ fn corpus_manifests_fresh_from_apply_are_pending_only_where_a_controller_must_ac
     assert!(pending.get("Deployment").is_some_and(|n| *n > 10), "{pending:?}");
     assert!(current > 100, "{current}");
 }
+
+/// The service waits for a revision's objects after applying it: a Deployment kept
+/// unavailable keeps the Kit un-Healthy until the kit's timeout, then Failed with the reason;
+/// made available during the wait, the revision converges; a newer commit cancels a wait in
+/// progress (the older revision records no verdict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_health_converges_times_out_and_cancels() {
+    use super::serve::{Repo, Service, event_notes, suffix};
+    let id = suffix("hl");
+    let ns = format!("health-{id}");
+    let repo = Repo {
+        dir: tempfile::tempdir().expect("repo"),
+    };
+    super::git(repo.path(), &["init", "-q"]);
+    let deployment = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n        - name: web\n          image: {image}\n"
+        )
+    };
+    let commit = |timeout: &str, image: &str, subject: &str| {
+        repo.write(
+            "kits/web/kit.yaml",
+            &format!("namespace: {ns}\ntimeout: {timeout}\n"),
+        );
+        repo.write("kits/web/deployment.yaml", &deployment(image));
+        repo.commit(subject)
+    };
+    let v1 = commit("60s", "registry.example/web:1", "v1");
+    let cache = tempfile::tempdir().expect("cache");
+    let text = format!(
+        "hostNamespace: kitsync-{id}\ncacheDir: {}\nsources:\n  - name: gitops\n    url: {}\n    interval: 1s\n",
+        cache.path().display(),
+        repo.url()
+    );
+    let file = cache.path().join("host.yaml");
+    std::fs::write(&file, text).expect("host config");
+    let service = Service::start(kitsync::serve::HostConfig::load(&file).expect("host config")).await;
+    service.wait_applied("web", &v1).await;
+    let healthy = |kit: &kitsync::status::KitObject| {
+        kit.status
+            .condition("Healthy")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .unwrap_or_default()
+    };
+    // Waiting: the local control plane runs no deployment controller, so nothing is ready
+    // until the test writes the status a controller would.
+    let kit = service.wait_kit_condition("web", "Healthy", "False").await;
+    assert_eq!(healthy(&kit).1, "Progressing", "{:?}", healthy(&kit));
+    let deployments: Api<Deployment> = Api::namespaced(admin().await, &ns);
+    deployment_status(&deployments, "web", 1, 1).await;
+    let kit = service.wait_kit_condition("web", "Healthy", "True").await;
+    let (_, reason, message) = healthy(&kit);
+    assert_eq!(reason, "Converged");
+    assert!(message.contains(&v1[..12]), "{message}");
+
+    // v2 starts a long wait; v3 arrives during it and cancels it; v3 times out after 3 s.
+    let v2 = commit("60s", "registry.example/web:2", "v2");
+    service
+        .wait_kit("web", "v2 waiting", |k| {
+            healthy(k).1 == "Progressing" && healthy(k).2.contains(&v2[..12])
+        })
+        .await;
+    let v3 = commit("3s", "registry.example/web:3", "v3");
+    let started = std::time::Instant::now();
+    let kit = service
+        .wait_kit("web", "v3 timed out", |k| healthy(k).1 == "HealthCheckTimeout")
+        .await;
+    let (status, _, message) = healthy(&kit);
+    assert_eq!(status, "False");
+    assert!(message.contains(&v3[..12]), "{message}");
+    assert!(message.contains("timed out after 3s"), "{message}");
+    assert!(
+        message.contains("Deployment") && message.contains("web"),
+        "names the object: {message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let notes = event_notes(&format!("kitsync-{id}"), "web").await;
+    assert!(
+        !notes
+            .iter()
+            .any(|(reason, note)| reason.starts_with("HealthCheck") && note.contains(&v2[..12])),
+        "the cancelled wait of v2 recorded nothing: {notes:?}"
+    );
+    service.stop().await;
+}

@@ -138,7 +138,12 @@ impl Service {
     }
 
     /// Waits until `check` holds for the Kit `name` (60 s at most), returning it.
-    async fn wait_kit(&self, name: &str, what: &str, check: impl Fn(&KitObject) -> bool) -> KitObject {
+    pub(super) async fn wait_kit(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&KitObject) -> bool,
+    ) -> KitObject {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.task.is_finished() {
