@@ -267,14 +267,22 @@ pub async fn install_crd(client: &kube::Client, namespace: &str) -> Result<(), S
     )
     .await
     .map_err(|e| format!("installing CustomResourceDefinition {name}: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last_error = String::new();
+    // Generous: on a loaded API server (a CI machine running many tests) establishing took
+    // longer than 30 s once.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        let last_error;
         let live = api
             .get_opt(name)
             .await
             .map_err(|e| format!("reading CustomResourceDefinition {name}: {e}"))?;
-        if live.as_ref().is_some_and(crate::apply::is_established) {
+        if !live.as_ref().is_some_and(crate::apply::is_established) {
+            let conditions = live
+                .as_ref()
+                .and_then(|l| l.data.pointer("/status/conditions").cloned())
+                .map_or_else(|| "absent".to_owned(), |c| c.to_string());
+            last_error = format!(" (conditions: {conditions})");
+        } else {
             // Discovery can lag the condition for a moment; the first list (in the host's
             // namespace, the only one the host reads Kits in) proves it serves.
             let kits: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kit_resource());
@@ -285,7 +293,7 @@ pub async fn install_crd(client: &kube::Client, namespace: &str) -> Result<(), S
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "CustomResourceDefinition {name} not Established after 30 s{last_error}"
+                "CustomResourceDefinition {name} not served after 60 s{last_error}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
