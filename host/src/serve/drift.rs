@@ -48,8 +48,6 @@ enum Command {
     Track(Arc<AppliedKit>),
     /// A reconcile of the kit starts: its own writes are not drift.
     Pause(String),
-    /// A reconcile failed: compare with the last applied state again.
-    Resume(String),
     /// The kit was removed.
     Forget(String),
     /// An object as it is now.
@@ -99,12 +97,8 @@ impl Drift {
         self.send(Command::Pause(kit.to_owned())).await;
     }
 
-    /// A reconcile of `kit` failed.
-    pub(super) async fn resume(&self, kit: &str) {
-        self.send(Command::Resume(kit.to_owned())).await;
-    }
-
-    /// `kit` was removed.
+    /// `kit` was removed, or its reconcile failed (part of the new revision may be on the
+    /// cluster, so the last apply is no longer what to correct back to).
     pub(super) async fn forget(&self, kit: &str) {
         self.send(Command::Forget(kit.to_owned())).await;
     }
@@ -210,11 +204,6 @@ impl Processor {
             Command::Pause(kit) => {
                 if let Some(k) = self.kits.get_mut(&kit) {
                     k.paused = true;
-                }
-            }
-            Command::Resume(kit) => {
-                if let Some(k) = self.kits.get_mut(&kit) {
-                    k.paused = false;
                 }
             }
             Command::Forget(kit) => {

@@ -522,7 +522,9 @@ impl SourceLoop {
                                     ));
                                 }
                                 Outcome::Failed { message, retryable } => {
-                                    shared.drift.resume(&name).await;
+                                    // Part of the new revision may be on the cluster: the
+                                    // last apply is no longer what to correct back to.
+                                    shared.drift.forget(&name).await;
                                     if !retryable {
                                         shared.alerter.notify(Alert::new(
                                             &name,
