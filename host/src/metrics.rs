@@ -17,6 +17,7 @@
 //! | `kitsync_kits` | gauge | `condition` (`Ready`, `Stalled`, `Reconciling`), `status` (`True`, `False`, `Unknown`) |
 //! | `kitsync_kit_info` | gauge (always 1) | `kit`, `revision` (the last applied commit) |
 //! | `kitsync_build_info` | gauge (always 1) | `version` |
+//! | `kitsync_leader` | gauge | none: 1 while this replica leads (always, without leader election) |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -102,6 +103,7 @@ pub struct Metrics {
     webhook_requests: Family<WebhookResult, Counter>,
     kits: Family<ConditionStatus, Gauge>,
     kit_info: Family<KitRevision, Gauge>,
+    leader: Gauge,
     view: Mutex<KitView>,
 }
 
@@ -226,6 +228,12 @@ impl Metrics {
             "The kitsync version running (value always 1)",
             build,
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (reconciles and writes), 0 while it follows",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconcile_duration,
@@ -236,6 +244,7 @@ impl Metrics {
             webhook_requests,
             kits,
             kit_info,
+            leader,
             view: Mutex::default(),
         }
     }
@@ -299,6 +308,11 @@ impl Metrics {
                 result: outcome.label(),
             })
             .inc();
+    }
+
+    /// Records whether this replica leads now.
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Records the conditions and last applied revision `kit`'s status now has.

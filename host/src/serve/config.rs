@@ -25,6 +25,11 @@
 //! webhookMaxBodyBytes: 1048576         # larger bodies get 413 (default 1 MiB)
 //! webhookTimeout: 10s                  # slower senders get 408 (default 10s)
 //! insecureWebhooks: false              # allow a webhook without a secret (default false)
+//! leaderElection:                      # several replicas, one reconciling (default off)
+//!   enabled: true                      #   Lease kitsync-leader in hostNamespace
+//!   leaseDuration: 15s                 #   a follower takes over this long after the last renewal
+//!   renewDeadline: 10s                 #   the leader stops writing this long after it (< leaseDuration)
+//!   retryPeriod: 2s                    #   between tries (< renewDeadline)
 //! sources:
 //!   - name: gitops                     # DNS-1123 label, unique
 //!     url: https://git.example.com/platform/gitops.git
@@ -85,6 +90,8 @@ pub struct HostFile {
     pub insecure_webhooks: Option<bool>,
     /// How long a webhook sender may take to send a request, e.g. `10s`.
     pub webhook_timeout: Option<String>,
+    /// Leader election among replicas (off unless `enabled: true`).
+    pub leader_election: Option<super::leader::LeaderElectionFile>,
 }
 
 /// `listen:`.
@@ -294,9 +301,11 @@ pub struct HostConfig {
     /// Longest time a webhook sender may take for its headers, and for its whole request
     /// (default 10 s); slower senders get 408.
     pub webhook_timeout: Duration,
+    /// Leader election among replicas; `None`: off, this process always reconciles.
+    pub leader_election: Option<super::leader::LeaderElection>,
 }
 
-fn invalid(file: &str, message: impl Into<String>) -> Error {
+pub(super) fn invalid(file: &str, message: impl Into<String>) -> Error {
     Error::Invalid {
         file: file.to_owned(),
         message: message.into(),
@@ -307,7 +316,7 @@ fn invalid(file: &str, message: impl Into<String>) -> Error {
 /// would overflow the clock arithmetic they feed.
 const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> Result<Duration, Error> {
+pub(super) fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> Result<Duration, Error> {
     let Some(t) = text else { return Ok(default) };
     let parsed = parse_duration(t).filter(|d| !d.is_zero()).ok_or_else(|| {
         invalid(
@@ -397,6 +406,7 @@ impl HostConfig {
             file.webhook_timeout.as_deref(),
             super::http::DEFAULT_TIMEOUT,
         )?;
+        let leader_election = super::leader::LeaderElection::resolve(name, file.leader_election)?;
         let cache_dir = match file.cache_dir {
             Some(dir) => dir,
             None => default_cache_dir()
@@ -462,6 +472,7 @@ impl HostConfig {
             webhook_max_body_bytes: file.webhook_max_body_bytes.unwrap_or(1 << 20),
             insecure_webhooks,
             webhook_timeout,
+            leader_election,
         })
     }
 }
