@@ -143,7 +143,9 @@ impl Leadership {
         self.state
             .until
             .store(self.nanos(sent + deadline), Ordering::Release);
-        self.state.leading.send_if_modified(|leading| !std::mem::replace(leading, true));
+        self.state
+            .leading
+            .send_if_modified(|leading| !std::mem::replace(leading, true));
     }
 
     /// Stops every write at once: the lease was lost, is being released, or may have passed.
@@ -152,7 +154,9 @@ impl Leadership {
             return;
         }
         self.state.until.store(0, Ordering::Release);
-        self.state.leading.send_if_modified(|leading| std::mem::replace(leading, false));
+        self.state
+            .leading
+            .send_if_modified(|leading| std::mem::replace(leading, false));
     }
 
     /// Leading or not, changing as the election goes (always `true` without election). Work
@@ -176,18 +180,19 @@ impl Leadership {
         // The retries move above the check, so every attempt passes it.
         let retry = std::mem::replace(&mut config.default_retry, false);
         let leadership = self.clone();
-        let layer = tower::layer::layer_fn(move |service: Stack| {
-            // The boxed stack is not Clone, and retrying needs a clonable service.
-            let gated = Gate {
-                inner: tower::buffer::Buffer::new(service, 1024),
-                leadership: leadership.clone(),
-            };
-            tower::ServiceBuilder::new()
-                .option_layer(retry.then(|| {
-                    tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
-                }))
-                .service(gated)
-        });
+        let layer =
+            tower::layer::layer_fn(move |service: Stack| {
+                // The boxed stack is not Clone, and retrying needs a clonable service.
+                let gated = Gate {
+                    inner: tower::buffer::Buffer::new(service, 1024),
+                    leadership: leadership.clone(),
+                };
+                tower::ServiceBuilder::new()
+                    .option_layer(retry.then(|| {
+                        tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+                    }))
+                    .service(gated)
+            });
         Ok(kube::client::ClientBuilder::try_from(config)?
             .with_layer(&layer)
             .build())
@@ -196,11 +201,8 @@ impl Leadership {
 
 /// The service stack kube builds from a configuration (`kube::client::GenericService`, which
 /// kube does not export by name).
-type Stack = tower::util::BoxService<
-    http::Request<Body>,
-    http::Response<Box<kube::client::DynBody>>,
-    BoxError,
->;
+type Stack =
+    tower::util::BoxService<http::Request<Body>, http::Response<Box<kube::client::DynBody>>, BoxError>;
 
 /// A request that changes something on the server (a dry run changes nothing).
 fn is_write<B>(request: &http::Request<B>) -> bool {
@@ -243,7 +245,7 @@ where
                 method: request.method().to_string(),
                 path: request.uri().path().to_owned(),
             };
-            tracing::debug!(method = %refused.method, path = %refused.path, "write refused: not the leader");
+            tracing::warn!(method = %refused.method, path = %refused.path, "write refused: this replica does not hold the lease");
             return Box::pin(async move { Err(BoxError::from(refused)) });
         }
         let call = self.inner.call(request);
@@ -297,7 +299,10 @@ mod tests {
     #[test]
     fn a_renewal_holds_for_the_deadline_from_its_send() {
         let leadership = Leadership::elected();
-        assert!(!leadership.holds(), "nothing is held before the first acquisition");
+        assert!(
+            !leadership.holds(),
+            "nothing is held before the first acquisition"
+        );
         let sent = Instant::now();
         leadership.renewed(sent, Duration::from_secs(60));
         assert!(leadership.holds());

@@ -316,7 +316,12 @@ pub(super) fn invalid(file: &str, message: impl Into<String>) -> Error {
 /// would overflow the clock arithmetic they feed.
 const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-pub(super) fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> Result<Duration, Error> {
+pub(super) fn duration(
+    file: &str,
+    field: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, Error> {
     let Some(t) = text else { return Ok(default) };
     let parsed = parse_duration(t).filter(|d| !d.is_zero()).ok_or_else(|| {
         invalid(

@@ -88,12 +88,7 @@ impl LeaderElection {
         let Some(file) = file else { return Ok(None) };
         let defaults = Self::default();
         let field = |key: &str, text: &Option<String>, default| {
-            super::config::duration(
-                name,
-                &format!("leaderElection.{key}"),
-                text.as_deref(),
-                default,
-            )
+            super::config::duration(name, &format!("leaderElection.{key}"), text.as_deref(), default)
         };
         let settings = LeaderElection {
             lease_duration: field("leaseDuration", &file.lease_duration, defaults.lease_duration)?,
@@ -162,7 +157,9 @@ fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged: Duration, fallback: Dur
     let holder = spec
         .and_then(|s| s.holder_identity.as_deref())
         .filter(|h| !h.is_empty());
-    let Some(holder) = holder else { return Decision::Take };
+    let Some(holder) = holder else {
+        return Decision::Take;
+    };
     if holder == me {
         return Decision::Take;
     }
@@ -245,7 +242,8 @@ impl Elector {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = release.changed() => {}
+                // A dropped sender (the service gone without a word) releases too.
+                changed = release.changed() => if changed.is_err() { break },
             }
         }
         self.release().await;
@@ -255,7 +253,11 @@ impl Elector {
     fn jittered(&self) -> Duration {
         let mut byte = [0u8; 1];
         let spread = getrandom::fill(&mut byte).map_or(0, |()| u32::from(byte[0]));
-        self.settings.retry_period + self.settings.retry_period.mul_f64(f64::from(spread) / 255.0 * 0.2)
+        self.settings.retry_period
+            + self
+                .settings
+                .retry_period
+                .mul_f64(f64::from(spread) / 255.0 * 0.2)
     }
 
     fn lose(&mut self, why: &str) {
@@ -454,7 +456,9 @@ impl Elector {
         .await;
         match released {
             Ok(Ok(_)) => tracing::info!("lease released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease failed; a follower takes over when it expires"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "releasing the lease failed; a follower takes over when it expires")
+            }
             Err(_) => tracing::warn!("releasing the lease timed out; a follower takes over when it expires"),
         }
     }
@@ -552,9 +556,18 @@ mod tests {
             })
         );
         let cases = [
-            ("leaderElection: {enabled: true, renewDeadline: 15s}\n", "shorter than leaseDuration"),
-            ("leaderElection: {enabled: true, retryPeriod: 10s}\n", "shorter than renewDeadline"),
-            ("leaderElection: {enabled: true, leaseDuration: soon}\n", "leaderElection.leaseDuration"),
+            (
+                "leaderElection: {enabled: true, renewDeadline: 15s}\n",
+                "shorter than leaseDuration",
+            ),
+            (
+                "leaderElection: {enabled: true, retryPeriod: 10s}\n",
+                "shorter than renewDeadline",
+            ),
+            (
+                "leaderElection: {enabled: true, leaseDuration: soon}\n",
+                "leaderElection.leaseDuration",
+            ),
             ("leaderElection: {enabled: yes please}\n", "host.yaml:1:"),
             ("leaderElection: {enable: true}\n", "enable"),
         ];

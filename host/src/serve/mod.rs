@@ -31,9 +31,9 @@ use crate::reconcile::Reconciler;
 use crate::render::{Pipeline, Settings};
 use crate::status::{self, StatusWriter};
 use anyhow::{Context, Result, anyhow};
+use axum::http::header as http_header;
 use futures::StreamExt;
 use std::collections::HashMap;
-use axum::http::header as http_header;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -128,13 +128,19 @@ pub async fn run(
         .with_context(|| format!("listening for webhooks on {addr}"))?;
     }
 
-    let (leadership, elector, release) = match config.leader_election {
+    let leadership = match config.leader_election {
+        None => Leadership::always(),
+        Some(_) => Leadership::elected(),
+    };
+    let gated = leadership
+        .client(kube_config.clone())
+        .context("creating the Kubernetes client")?;
+    let (elector, release) = match config.leader_election {
         None => {
             metrics.leader(true);
-            (Leadership::always(), None, None)
+            (None, None)
         }
         Some(settings) => {
-            let leadership = Leadership::elected();
             let (release, released) = watch::channel(false);
             let elector = leader::Elector::new(
                 client.clone(),
@@ -145,13 +151,11 @@ pub async fn run(
                 metrics.clone(),
                 health.clone(),
             );
-            (leadership, Some(tokio::spawn(elector.run(released))), Some(release))
+            (Some(tokio::spawn(elector.run(released))), Some(release))
         }
     };
     let process = Process {
-        gated: leadership
-            .client(kube_config.clone())
-            .context("creating the Kubernetes client")?,
+        gated,
         kube_config,
         leadership,
         metrics,
@@ -277,7 +281,8 @@ async fn lead(config: &HostConfig, process: &Process, shutdown: watch::Receiver<
     let mut changes = process.leadership.changes();
     let lost = tokio::select! {
         _ = stop.wait_for(|stop| *stop) => false,
-        led = changes.wait_for(|leading| !*leading) => led.is_ok(),
+        _ = changes.wait_for(|leading| !*leading) => true,
+        () = expired(&process.leadership) => true,
     };
     let _ = stop_term.send(true);
     if lost {
@@ -300,6 +305,14 @@ async fn lead(config: &HostConfig, process: &Process, shutdown: watch::Receiver<
         loops.abort_all();
     }
     Ok(Term::Shutdown)
+}
+
+/// Resolves once this process's clock says the lease may have passed. The election task
+/// says so first; this covers it being stuck, so a term never outlives its writes.
+async fn expired(leadership: &Leadership) {
+    while leadership.holds() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {
