@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod corpus;
 mod first_party;
+mod leader;
 mod sandbox;
 mod serve;
 mod source;
