@@ -37,6 +37,8 @@ pub mod plugin;
 pub mod guard;
 // The per-kit pipeline: parse, defaults, transforms, validators, guards.
 pub mod render;
+// Whether this process may write (leader election), and clients that refuse writes otherwise.
+pub mod leadership;
 // Server-side apply of a kit's objects: stages, ownership, inventory, prune.
 pub mod apply;
 // Whether applied objects became ready (kstatus rules), and the wait for it.

@@ -19,6 +19,7 @@
 //! | `kitsync_kit_info` | gauge (always 1) | `kit`, `revision` (the last applied commit) |
 //! | `kitsync_drift_total` | counter | `kit`, `action` (`healed`, `reported`, `failed`) |
 //! | `kitsync_build_info` | gauge (always 1) | `version` |
+//! | `kitsync_leader` | gauge | none: 1 while this replica leads (always, without leader election) |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -113,6 +114,7 @@ pub struct Metrics {
     kits: Family<ConditionStatus, Gauge>,
     kit_info: Family<KitRevision, Gauge>,
     drift: Family<KitAction, Counter>,
+    leader: Gauge,
     view: Mutex<KitView>,
 }
 
@@ -260,6 +262,12 @@ impl Metrics {
             "The kitsync version running (value always 1)",
             build,
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (reconciles and writes), 0 while it follows",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconcile_duration,
@@ -272,6 +280,7 @@ impl Metrics {
             kits,
             kit_info,
             drift,
+            leader,
             view: Mutex::default(),
         }
     }
@@ -361,6 +370,11 @@ impl Metrics {
                 result,
             })
             .inc();
+    }
+
+    /// Records whether this replica leads now.
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Records the conditions and last applied revision `kit`'s status now has.

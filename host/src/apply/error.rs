@@ -95,7 +95,10 @@ pub(super) fn is_transient(error: &kube::Error) -> bool {
             status.code == 429
                 || (status.code >= 500 && !status.message.contains("failed to create typed patch object"))
         }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        // A request refused because this replica lost the lease stays refused: not retried.
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            crate::leadership::NotLeader::of(error).is_none()
+        }
         _ => false,
     }
 }
@@ -142,6 +145,14 @@ mod tests {
             assert!(!is_transient(&api(code, "no")), "{code}");
         }
         assert!(!is_transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
+        let refused = crate::leadership::NotLeader::Request {
+            method: "PATCH".into(),
+            path: "/api/v1/namespaces/a/configmaps/b".into(),
+        };
+        assert!(
+            !is_transient(&kube::Error::Service(Box::new(refused))),
+            "a write refused for want of the lease is not retried"
+        );
     }
 
     #[test]

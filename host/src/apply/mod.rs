@@ -24,6 +24,7 @@ use error::{describe, is_immutable, retrying};
 pub use inventory::{Applied, Entry, Inventory};
 
 use crate::guard::{self, KIT_LABEL};
+use crate::leadership::Leadership;
 use crate::object::{Object, ObjectRef};
 use futures::{StreamExt, stream};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -101,6 +102,8 @@ pub struct Report {
 pub struct Applier {
     config: kube::Config,
     client: kube::Client,
+    /// Every client of this applier refuses writes unless it holds.
+    leadership: Leadership,
     concurrency: usize,
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
 }
@@ -132,10 +135,17 @@ impl Applier {
     /// An applier whose own identity (from `config`) reads inventories and whose kits write
     /// as their service accounts.
     pub fn new(config: kube::Config) -> Result<Self, kube::Error> {
-        let client = kube::Client::try_from(config.clone())?;
+        Self::with_leadership(config, Leadership::always())
+    }
+
+    /// As [`Applier::new`], with every write (inventory, apply, prune, namespace) refused
+    /// with [`crate::leadership::NotLeader`] unless `leadership` holds when it is sent.
+    pub fn with_leadership(config: kube::Config, leadership: Leadership) -> Result<Self, kube::Error> {
+        let client = leadership.client(config.clone())?;
         Ok(Applier {
             config,
             client,
+            leadership,
             concurrency: 8,
             kinds: Mutex::new(HashMap::new()),
         })
@@ -173,7 +183,7 @@ impl Applier {
         // so the host needs no right to impersonate groups.
         config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{sa}", target.namespace));
         config.auth_info.impersonate_groups = None;
-        kube::Client::try_from(config).map_err(|e| Error::Unavailable {
+        self.leadership.client(config).map_err(|e| Error::Unavailable {
             kit: target.kit.clone(),
             message: e.to_string(),
         })

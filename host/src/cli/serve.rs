@@ -3,6 +3,7 @@
 
 use super::{ClusterArgs, Outcome};
 use crate::serve::config::{CredentialsFile, HostConfig, HostFile, SourceFile};
+use crate::serve::leader::LeaderElectionFile;
 use crate::status::{self, KitObject, RECONCILE_AT};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -47,6 +48,11 @@ pub struct ServeArgs {
     /// `127.0.0.1:8080` (webhooks need a --config file: they need a secret).
     #[arg(long, value_name = "ADDR", requires = "source")]
     pub probes: Option<String>,
+    /// With --source: run leader election (Lease `kitsync-leader` in the host namespace,
+    /// 15 s lease, 10 s renew deadline, 2 s retry), so several replicas can run and one
+    /// reconciles. Needs get, create and update on leases in the host namespace.
+    #[arg(long, requires = "source")]
+    pub leader_elect: bool,
     /// Cluster access.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -82,6 +88,10 @@ impl ServeArgs {
                 probes: self.probes.clone(),
                 webhooks: None,
             },
+            leader_election: self.leader_elect.then(|| LeaderElectionFile {
+                enabled: Some(true),
+                ..LeaderElectionFile::default()
+            }),
             ..HostFile::default()
         };
         HostConfig::resolve("the command line", file).map_err(anyhow::Error::from)

@@ -26,6 +26,11 @@
 //! webhookMaxBodyBytes: 1048576         # larger bodies get 413 (default 1 MiB)
 //! webhookTimeout: 10s                  # slower senders get 408 (default 10s)
 //! insecureWebhooks: false              # allow a webhook without a secret (default false)
+//! leaderElection:                      # several replicas, one reconciling (default off)
+//!   enabled: true                      #   Lease kitsync-leader in hostNamespace
+//!   leaseDuration: 15s                 #   a follower takes over this long after the last renewal
+//!   renewDeadline: 10s                 #   the leader stops writing this long after it (< leaseDuration)
+//!   retryPeriod: 2s                    #   between tries (< renewDeadline)
 //! sources:
 //!   - name: gitops                     # DNS-1123 label, unique
 //!     url: https://git.example.com/platform/gitops.git
@@ -99,6 +104,8 @@ pub struct HostFile {
     /// Alert sinks.
     #[serde(default)]
     pub alerts: crate::alert::AlertsFile,
+    /// Leader election among replicas (off unless `enabled: true`).
+    pub leader_election: Option<super::leader::LeaderElectionFile>,
 }
 
 /// `listen:`.
@@ -313,9 +320,11 @@ pub struct HostConfig {
     pub resync_interval: Duration,
     /// Alert sinks (default none) and the drift alert delay.
     pub alerts: crate::alert::AlertSettings,
+    /// Leader election among replicas; `None`: off, this process always reconciles.
+    pub leader_election: Option<super::leader::LeaderElection>,
 }
 
-fn invalid(file: &str, message: impl Into<String>) -> Error {
+pub(super) fn invalid(file: &str, message: impl Into<String>) -> Error {
     Error::Invalid {
         file: file.to_owned(),
         message: message.into(),
@@ -326,7 +335,12 @@ fn invalid(file: &str, message: impl Into<String>) -> Error {
 /// would overflow the clock arithmetic they feed.
 const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-fn duration(file: &str, field: &str, text: Option<&str>, default: Duration) -> Result<Duration, Error> {
+pub(super) fn duration(
+    file: &str,
+    field: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, Error> {
     let Some(t) = text else { return Ok(default) };
     let parsed = parse_duration(t).filter(|d| !d.is_zero()).ok_or_else(|| {
         invalid(
@@ -422,6 +436,7 @@ impl HostConfig {
             file.resync_interval.as_deref(),
             Duration::from_secs(600),
         )?;
+        let leader_election = super::leader::LeaderElection::resolve(name, file.leader_election)?;
         let cache_dir = match file.cache_dir {
             Some(dir) => dir,
             None => default_cache_dir()
@@ -490,6 +505,7 @@ impl HostConfig {
             webhook_timeout,
             resync_interval,
             alerts,
+            leader_election,
         })
     }
 }

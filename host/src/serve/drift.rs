@@ -154,6 +154,10 @@ fn key_of(kind: &KindKey, object: &DynamicObject) -> String {
 impl Processor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, resync: Duration) {
         let mut next_resync = Instant::now() + resync;
+        // Ends with the service, or with this replica's term as leader.
+        let Some(mut stop) = self.shared.upgrade().map(|s| s.shutdown.clone()) else {
+            return;
+        };
         loop {
             let due = self
                 .kits
@@ -165,6 +169,7 @@ impl Processor {
                 .unwrap_or(next_resync)
                 .min(next_resync);
             tokio::select! {
+                _ = async { let _ = stop.wait_for(|stop| *stop).await; } => break,
                 command = rx.recv() => match command {
                     Some(command) => self.handle(command).await,
                     None => break,

@@ -44,6 +44,9 @@ pub struct Health {
     pub sources_polled: AtomicBool,
     /// The Kit CRD is installed.
     pub crd_installed: AtomicBool,
+    /// This replica follows another (leader election): it has read the Lease and watches
+    /// for its turn. A follower is ready; it reconciles nothing until it leads.
+    pub following: AtomicBool,
 }
 
 /// How long a webhook sender may take to send its headers, and then its whole request,
@@ -104,7 +107,9 @@ pub async fn probes(
             get(|State(health): State<Arc<Health>>| async move {
                 let ready = health.sources_polled.load(Ordering::Relaxed)
                     && health.crd_installed.load(Ordering::Relaxed);
-                if ready {
+                if health.following.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready: following the leader\n")
+                } else if ready {
                     (StatusCode::OK, "ready\n")
                 } else {
                     (

@@ -9,10 +9,14 @@
 //! annotation on a Kit (set by `kitsync reconcile KIT`), seen through a watch.
 //! SIGTERM stops new work, lets reconciles in flight finish and record their status, and
 //! returns within the grace period.
+//!
+//! Several replicas may run with leader election ([`leader`]): all serve probes, metrics and
+//! webhooks; only the one holding the Lease runs the loops above and writes.
 
 pub mod config;
 mod drift;
 pub mod http;
+pub mod leader;
 mod source_loop;
 
 use source_loop::SourceLoop;
@@ -21,15 +25,18 @@ pub use config::{HostConfig, SourceSettings};
 
 use crate::apply::Applier;
 use crate::kit::Discovery;
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::plugin::{Engine, EngineConfig, Limits};
 use crate::reconcile::Reconciler;
 use crate::render::{Pipeline, Settings};
 use crate::status::{self, StatusWriter};
 use anyhow::{Context, Result, anyhow};
+use axum::http::header as http_header;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, watch};
 
@@ -102,32 +109,192 @@ impl Shared {
 /// Runs the service until `shutdown` turns true, then waits (at most the grace period) for
 /// reconciles in flight.
 ///
+/// Every replica serves the probes, metrics and webhooks. With leader election
+/// ([`HostConfig::leader_election`]) only the replica holding the Lease runs the source loops
+/// and the Kit watch, and every write goes through clients that refuse it once the lease is
+/// not held by this process's clock ([`crate::leadership`]). A replica that loses the lease
+/// stops its loops at once and follows again.
+///
 /// # Errors
 /// Start-up failures only: the cluster unreachable, the Kit CRD refused, a source's cache
-/// directory unusable. Once running, failures are per kit or per source and are retried.
+/// directory unusable (for a replica that wins the lease later: at that moment). Once
+/// running, failures are per kit or per source and are retried.
 pub async fn run(
     config: HostConfig,
-    kube_config: kube::Config,
+    mut kube_config: kube::Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let identity = leader::identity();
+    // Every request names this replica: the API server's audit log tells replicas apart even
+    // when they share one service account.
+    let agent = format!("kitsync/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    kube_config.headers.push((
+        http_header::USER_AGENT,
+        http_header::HeaderValue::from_str(&agent).context("this replica's name as a User-Agent")?,
+    ));
+    // Reads, the host namespace and the Lease: the writes every replica may make.
     let client = kube::Client::try_from(kube_config.clone()).context("creating the Kubernetes client")?;
     let namespace = config.host_namespace.clone();
     ensure_namespace(&client, &namespace).await?;
-    status::install_crd(&client, &namespace)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let existing = status::list(&client, &namespace).await.map_err(|e| anyhow!(e))?;
-    tracing::info!(
-        namespace,
-        kits = existing.len(),
-        "Kit resource installed; existing Kits read"
-    );
-    let writer = StatusWriter::new(client.clone(), &namespace, &existing);
-    let applier = Applier::new(kube_config)
-        .context("creating the apply engine")?
-        .with_concurrency(config.apply_concurrency);
-    let (requests, _) = broadcast::channel(256);
     let metrics = Arc::new(Metrics::new());
+    let health: Arc<http::Health> = Arc::default();
+    let alerter =
+        crate::alert::Alerter::start(&config.alerts, metrics.clone()).map_err(|e| anyhow!("alerts: {e}"))?;
+
+    // Webhook secrets are read now: a missing one stops the start, with its name.
+    let mut hooks = HashMap::new();
+    for settings in &config.sources {
+        if let Some(webhook) = &settings.webhook {
+            let hook = http::hook_for(webhook)
+                .map_err(|e| anyhow!("source {}: webhook secret: {e}", settings.name))?;
+            if hook.secret.is_none() {
+                tracing::warn!(source = %settings.name, "webhook WITHOUT a secret (insecureWebhooks): anyone who can reach it can trigger polls");
+            }
+            hooks.insert(settings.name.clone(), hook);
+        }
+    }
+    if let Some(addr) = config.probes_listen {
+        http::probes(addr, health.clone(), metrics.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("listening for probes on {addr}"))?;
+    }
+    let triggers: HashMap<String, Arc<tokio::sync::Notify>> = hooks
+        .iter()
+        .map(|(name, hook)| (name.clone(), hook.trigger.clone()))
+        .collect();
+    if let Some(addr) = config.webhooks_listen {
+        if hooks.is_empty() {
+            tracing::warn!(%addr, "webhook receiver started, but no source has a webhook");
+        }
+        http::webhooks(
+            addr,
+            hooks,
+            config.webhook_max_body_bytes,
+            config.webhook_timeout,
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("listening for webhooks on {addr}"))?;
+    }
+
+    let leadership = match config.leader_election {
+        None => Leadership::always(),
+        Some(_) => Leadership::elected(),
+    };
+    let gated = leadership
+        .client(kube_config.clone())
+        .context("creating the Kubernetes client")?;
+    let (elector, release) = match config.leader_election {
+        None => {
+            metrics.leader(true);
+            (None, None)
+        }
+        Some(settings) => {
+            let (release, released) = watch::channel(false);
+            let elector = leader::Elector::new(
+                client.clone(),
+                &namespace,
+                identity,
+                settings,
+                leadership.clone(),
+                metrics.clone(),
+                health.clone(),
+            );
+            (Some(tokio::spawn(elector.run(released))), Some(release))
+        }
+    };
+    let process = Process {
+        gated,
+        kube_config,
+        leadership,
+        metrics,
+        health,
+        triggers,
+        alerter,
+    };
+    let mut changes = process.leadership.changes();
+    let mut stop = shutdown.clone();
+    let result = loop {
+        // Wait for the lease (at once without election).
+        tokio::select! {
+            led = changes.wait_for(|leading| *leading) => if led.is_err() { break Ok(()) },
+            _ = stop.wait_for(|stop| *stop) => break Ok(()),
+        }
+        match lead(&config, &process, shutdown.clone()).await {
+            Ok(Term::Shutdown) => break Ok(()),
+            Ok(Term::Lost) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    // Writes stop before the Lease is cleared, so the next leader's are never overlapped.
+    if let Some(release) = release {
+        let _ = release.send(true);
+    }
+    if let Some(elector) = elector {
+        let _ = tokio::time::timeout(Duration::from_secs(10), elector).await;
+    }
+    // Alerts of the last reconciles get a short grace to be delivered.
+    process.alerter.shutdown(Duration::from_secs(5)).await;
+    tracing::info!("kitsync serve stopped");
+    result
+}
+
+/// What a replica keeps from one leadership term to the next.
+struct Process {
+    kube_config: kube::Config,
+    /// Writes refused unless `leadership` holds.
+    gated: kube::Client,
+    leadership: Leadership,
+    metrics: Arc<Metrics>,
+    health: Arc<http::Health>,
+    /// Each source's webhook trigger.
+    triggers: HashMap<String, Arc<tokio::sync::Notify>>,
+    /// Alert sinks (their dedupe outlives a term).
+    alerter: crate::alert::Alerter,
+}
+
+/// How a term of leadership ended.
+enum Term {
+    /// The service is shutting down.
+    Shutdown,
+    /// The lease was lost: follow again.
+    Lost,
+}
+
+/// One term as the leader (or the whole run, without election): install the Kit CRD, read
+/// the Kits, run the source loops and the Kit watch until shutdown or the lease is lost.
+/// Everything is read again at each term: another replica changed the Kits in between.
+async fn lead(config: &HostConfig, process: &Process, shutdown: watch::Receiver<bool>) -> Result<Term> {
+    let namespace = config.host_namespace.clone();
+    let client = process.gated.clone();
+    let started = async {
+        status::install_crd(&client, &namespace)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        let existing = status::list(&client, &namespace).await.map_err(|e| anyhow!(e))?;
+        tracing::info!(
+            namespace,
+            kits = existing.len(),
+            "Kit resource installed; existing Kits read"
+        );
+        let applier = Applier::with_leadership(process.kube_config.clone(), process.leadership.clone())
+            .context("creating the apply engine")?
+            .with_concurrency(config.apply_concurrency);
+        anyhow::Ok((existing, applier))
+    }
+    .await;
+    let (existing, applier) = match started {
+        Ok(started) => started,
+        // Refused writes, or a lease that passed while starting: not a start-up failure.
+        Err(e) if !process.leadership.holds() => {
+            tracing::warn!(error = %format!("{e:#}"), "leadership lost while starting to lead");
+            return Ok(Term::Lost);
+        }
+        Err(e) => return Err(e),
+    };
+    let writer = StatusWriter::new(client.clone(), &namespace, &existing);
+    let metrics = process.metrics.clone();
     // Kits recorded by earlier runs count in `kitsync_kits` and `kitsync_kit_info` at once.
     for kit in &existing {
         metrics.kit_status(
@@ -139,13 +306,16 @@ pub async fn run(
             &kit.status.last_applied_revision,
         );
     }
-    let alerter =
-        crate::alert::Alerter::start(&config.alerts, metrics.clone()).map_err(|e| anyhow!("alerts: {e}"))?;
+    // Stops this term's loops: shutdown, or the lease lost.
+    let (stop_term, term_stopped) = watch::channel(false);
+    let (requests, _) = broadcast::channel(256);
+    let health = process.health.clone();
+    health.sources_polled.store(false, Ordering::Relaxed);
     let resync = config.resync_interval;
     let watch_client = client.clone();
     let shared = Arc::new_cyclic(|weak| Shared {
         drift: drift::Drift::start(watch_client, weak.clone(), resync),
-        alerter,
+        alerter: process.alerter.clone(),
         health_waits: std::sync::Mutex::default(),
         slots: Semaphore::new(config.concurrency),
         reconciler: Reconciler::new(applier, writer, &namespace)
@@ -153,72 +323,44 @@ pub async fn run(
             .with_metrics(metrics.clone()),
         metrics,
         requests,
-        shutdown: shutdown.clone(),
-        health: Arc::default(),
+        shutdown: term_stopped,
+        health: health.clone(),
         unpolled: std::sync::atomic::AtomicUsize::new(config.sources.len()),
-        config,
+        config: config.clone(),
     });
-
-    shared
-        .health
-        .crd_installed
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    // Webhook secrets are read now: a missing one stops the start, with its name.
-    let mut hooks = HashMap::new();
-    for settings in &shared.config.sources {
-        if let Some(webhook) = &settings.webhook {
-            let hook = http::hook_for(webhook)
-                .map_err(|e| anyhow!("source {}: webhook secret: {e}", settings.name))?;
-            if hook.secret.is_none() {
-                tracing::warn!(source = %settings.name, "webhook WITHOUT a secret (insecureWebhooks): anyone who can reach it can trigger polls");
-            }
-            hooks.insert(settings.name.clone(), hook);
-        }
-    }
-    if let Some(addr) = shared.config.probes_listen {
-        http::probes(
-            addr,
-            shared.health.clone(),
-            shared.metrics.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .with_context(|| format!("listening for probes on {addr}"))?;
-    }
-    let triggers: HashMap<String, Arc<tokio::sync::Notify>> = hooks
-        .iter()
-        .map(|(name, hook)| (name.clone(), hook.trigger.clone()))
-        .collect();
-    if let Some(addr) = shared.config.webhooks_listen {
-        if hooks.is_empty() {
-            tracing::warn!(%addr, "webhook receiver started, but no source has a webhook");
-        }
-        http::webhooks(
-            addr,
-            hooks,
-            shared.config.webhook_max_body_bytes,
-            shared.config.webhook_timeout,
-            shared.metrics.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .with_context(|| format!("listening for webhooks on {addr}"))?;
-    }
+    health.crd_installed.store(true, Ordering::Relaxed);
 
     let mut loops = tokio::task::JoinSet::new();
-    loops.spawn(watch_requests(client.clone(), namespace.clone(), shared.clone()));
+    loops.spawn(watch_requests(client, namespace.clone(), shared.clone()));
     for settings in shared.config.sources.clone() {
-        let trigger = triggers.get(&settings.name).cloned();
+        let trigger = process.triggers.get(&settings.name).cloned();
         let source_loop = SourceLoop::open(shared.clone(), settings, &existing, trigger).await?;
         loops.spawn(source_loop.run());
     }
     tracing::info!(sources = shared.config.sources.len(), "kitsync serve started");
 
     let mut stop = shutdown;
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            break;
-        }
+    let mut changes = process.leadership.changes();
+    let lost = tokio::select! {
+        _ = stop.wait_for(|stop| *stop) => false,
+        _ = changes.wait_for(|leading| !*leading) => true,
+        () = expired(&process.leadership) => true,
+    };
+    let _ = stop_term.send(true);
+    // Health waits of this term end with it (their senders dropped).
+    shared
+        .health_waits
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+    if lost {
+        // Every write is refused from here on: finishing a reconcile would only log
+        // refusals. The inventory written before each apply keeps its objects tracked for
+        // the next leader.
+        loops.abort_all();
+        while loops.join_next().await.is_some() {}
+        tracing::warn!("leadership lost: source loops and the Kit watch stopped; following");
+        return Ok(Term::Lost);
     }
     let grace = shared.config.shutdown_grace;
     tracing::info!(?grace, "shutting down: finishing reconciles in flight");
@@ -230,10 +372,15 @@ pub async fn run(
         );
         loops.abort_all();
     }
-    // Alerts of the last reconciles get what is left of a short grace to be delivered.
-    shared.alerter.shutdown(Duration::from_secs(5)).await;
-    tracing::info!("kitsync serve stopped");
-    Ok(())
+    Ok(Term::Shutdown)
+}
+
+/// Resolves once this process's clock says the lease may have passed. The election task
+/// says so first; this covers it being stuck, so a term never outlives its writes.
+async fn expired(leadership: &Leadership) {
+    while leadership.holds() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {

@@ -11,6 +11,7 @@ mod deploy;
 mod drift;
 mod first_party;
 mod health;
+mod leader;
 mod sandbox;
 mod serve;
 mod source;
