@@ -52,6 +52,8 @@ pub enum Outcome {
     Failed {
         /// Worth retrying without a new commit (the API server was unavailable).
         retryable: bool,
+        /// Some objects of the new revision were written before the failure.
+        wrote: bool,
         /// Why, in one line.
         message: String,
     },
@@ -132,6 +134,7 @@ impl Reconciler {
             tracing::warn!(kit = %name, reason = %message, "cannot record the kit's status; not going on");
             Outcome::Failed {
                 retryable: true,
+                wrote: false,
                 message,
             }
         })?;
@@ -164,7 +167,11 @@ impl Reconciler {
         self.status
             .event(name, revision, status::Severity::Warning, reason, &message)
             .await;
-        Outcome::Failed { retryable, message }
+        Outcome::Failed {
+            retryable,
+            wrote: false,
+            message,
+        }
     }
 
     /// Applies one rendered kit and records the outcome (logs carry source, kit and revision).
@@ -314,15 +321,32 @@ impl Reconciler {
             }
             Err(error) => {
                 let message = format!("revision {}: {}", short(&revision), apply_failure(&error));
-                self.fail(
-                    &name,
-                    &revision,
-                    status,
-                    "ApplyFailed",
-                    message,
-                    error.is_retryable(),
-                )
-                .await
+                // Refused by a guard, or a first stage that applied nothing: nothing written.
+                let wrote = match &error {
+                    apply::Error::Guard { .. } => false,
+                    apply::Error::Stage { applied, .. } => !applied.is_empty(),
+                    _ => true,
+                };
+                let outcome = self
+                    .fail(
+                        &name,
+                        &revision,
+                        status,
+                        "ApplyFailed",
+                        message,
+                        error.is_retryable(),
+                    )
+                    .await;
+                match outcome {
+                    Outcome::Failed {
+                        retryable, message, ..
+                    } => Outcome::Failed {
+                        retryable,
+                        wrote,
+                        message,
+                    },
+                    applied => applied,
+                }
             }
         }
     }
@@ -387,6 +411,7 @@ impl Reconciler {
         tracing::info!(kit = %name, dependency, "dependency not ready; will retry");
         Outcome::Failed {
             retryable: true,
+            wrote: false,
             message,
         }
     }

@@ -343,8 +343,14 @@ impl SourceLoop {
                 && !spec.source.is_empty()
                 && spec.source != self.settings.name
             {
-                tracing::error!(kit = %name, owner = %spec.source, "kit name already used by another source; skipped");
-                continue;
+                // A source renamed or removed from the host config (e.g. from `--source`,
+                // named `default`, to a config file): its Kits are adopted, not stranded.
+                if !self.shared.config.sources.iter().any(|s| s.name == spec.source) {
+                    tracing::info!(kit = %name, from = %spec.source, "adopting a kit of a source no longer configured");
+                } else {
+                    tracing::error!(kit = %name, owner = %spec.source, "kit name already used by another source; skipped");
+                    continue;
+                }
             }
             let state = self.kits.entry(name.clone()).or_default();
             let requested = self.requested.remove(name);
@@ -502,7 +508,6 @@ impl SourceLoop {
                         None => {
                             // Its own writes are not drift.
                             shared.drift.pause(&name).await;
-                            shared.cancel_health_wait(&name);
                             let outcome = shared.reconciler.reconcile(job).await;
                             match &outcome {
                                 Outcome::Applied { applied, .. } => {
@@ -521,10 +526,18 @@ impl SourceLoop {
                                         format!("kit {name} recovered at revision {}", short(&info.commit)),
                                     ));
                                 }
-                                Outcome::Failed { message, retryable } => {
-                                    // Part of the new revision may be on the cluster: the
-                                    // last apply is no longer what to correct back to.
-                                    shared.drift.forget(&name).await;
+                                Outcome::Failed {
+                                    message,
+                                    retryable,
+                                    wrote,
+                                } => {
+                                    if *wrote {
+                                        // Part of the new revision is on the cluster: the last
+                                        // apply is no longer what to correct back to.
+                                        shared.drift.forget(&name).await;
+                                    } else {
+                                        shared.drift.resume(&name).await;
+                                    }
                                     if !retryable {
                                         shared.alerter.notify(Alert::new(
                                             &name,

@@ -272,3 +272,46 @@ async fn a_fight_backs_off_and_is_reported() {
     );
     service.stop().await;
 }
+
+/// A kit whose newest commit fails to render keeps its last applied revision on the cluster:
+/// drift of that revision is still corrected, and its health verdict stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_render_keeps_the_last_revision_healed_and_healthy() {
+    let id = suffix("b");
+    let ns = format!("broken-{id}");
+    let repo = kit_repo("shop", &ns, "", &[("config.yaml", CONFIG_MAP.into())]);
+    let commit = repo.commit("shop");
+    let cache = tempfile::tempdir().expect("cache");
+    let mut config = config(&repo, &id, cache.path());
+    config.sources[0].interval = Duration::from_secs(1);
+    let service = Service::start(config).await;
+    service.wait_applied("shop", &commit).await;
+    service.wait_kit_condition("shop", "Healthy", "True").await;
+    repo.write(
+        "kits/shop/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [broken\n",
+    );
+    let _ = repo.commit("broken");
+    service.wait_kit_condition("shop", "Stalled", "True").await;
+
+    let client = ControlPlane::shared().client().await.expect("client");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let slow = json!({"data": {"mode": "slow"}});
+    config_maps
+        .patch("settings", &by_hand(), &Patch::Merge(&slow))
+        .await
+        .expect("hand edit");
+    wait_for("the edit corrected", async || {
+        let cm = config_map(&ns, "settings").await?;
+        (cm.data?.get("mode")?.as_str() == "fast").then_some(())
+    })
+    .await;
+    let kit = service.kit("shop").await.expect("kit");
+    assert_eq!(
+        kit.status.condition("Healthy").map(|c| c.status.as_str()),
+        Some("True"),
+        "the applied revision is still healthy: {:?}",
+        kit.status.conditions
+    );
+    service.stop().await;
+}

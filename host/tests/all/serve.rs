@@ -854,3 +854,35 @@ async fn kits_without_a_service_account_write_as_the_default_one() {
     );
     service.stop().await;
 }
+
+/// A source renamed in the host config (here: `gitops` to `platform`, as when moving from
+/// `serve --source` to a config file) adopts its Kits instead of skipping them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_source_adopts_its_kits() {
+    let id = suffix("rn");
+    let repo = Repo {
+        dir: tempfile::tempdir().expect("repo"),
+    };
+    git(repo.path(), &["init", "-q"]);
+    for (path, text) in config_map_kit("adopted", &format!("adopt-{id}"), &[], "1") {
+        repo.write(&path, &text);
+    }
+    let first = repo.commit("first");
+    let cache = tempfile::tempdir().expect("cache");
+    let host_namespace = format!("kitsync-{id}");
+    let service = Service::start(host_config(&repo.url(), &host_namespace, cache.path())).await;
+    service.wait_applied("adopted", &first).await;
+    service.stop().await;
+
+    let text = std::fs::read_to_string(cache.path().join("host.yaml")).expect("host config");
+    let renamed = cache.path().join("renamed.yaml");
+    std::fs::write(&renamed, text.replace("name: gitops", "name: platform")).expect("write");
+    for (path, text) in config_map_kit("adopted", &format!("adopt-{id}"), &[], "2") {
+        repo.write(&path, &text);
+    }
+    let second = repo.commit("second");
+    let service = Service::start(HostConfig::load(&renamed).expect("renamed config")).await;
+    let kit = service.wait_applied("adopted", &second).await;
+    assert_eq!(kit.spec.source, "platform");
+    service.stop().await;
+}

@@ -14,6 +14,8 @@
 //! (`InitDone`) can say an object is gone. Every `resync` interval the watchers restart, so
 //! a full listing catches whatever a watch missed.
 
+mod message;
+
 use super::Shared;
 use crate::apply::{Entry, owned};
 use crate::guard::KIT_LABEL;
@@ -24,6 +26,7 @@ use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use message::describe;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -48,6 +51,8 @@ enum Command {
     Track(Arc<AppliedKit>),
     /// A reconcile of the kit starts: its own writes are not drift.
     Pause(String),
+    /// A reconcile that wrote nothing failed: compare with the last apply again.
+    Resume(String),
     /// The kit was removed.
     Forget(String),
     /// An object as it is now.
@@ -77,6 +82,7 @@ impl Drift {
             kits: HashMap::new(),
             owners: HashMap::new(),
             watchers: HashMap::new(),
+            unseen: HashMap::new(),
         };
         tokio::spawn(processor.run(rx, resync));
         Drift { tx }
@@ -97,8 +103,13 @@ impl Drift {
         self.send(Command::Pause(kit.to_owned())).await;
     }
 
-    /// `kit` was removed, or its reconcile failed (part of the new revision may be on the
-    /// cluster, so the last apply is no longer what to correct back to).
+    /// A reconcile of `kit` failed before writing anything (render, policy, guard).
+    pub(super) async fn resume(&self, kit: &str) {
+        self.send(Command::Resume(kit.to_owned())).await;
+    }
+
+    /// `kit` was removed, or its reconcile failed after writing (part of the new revision
+    /// is on the cluster, so the last apply is no longer what to correct back to).
     pub(super) async fn forget(&self, kit: &str) {
         self.send(Command::Forget(kit.to_owned())).await;
     }
@@ -139,7 +150,13 @@ struct Processor {
     /// Object key -> kit.
     owners: HashMap<String, String>,
     watchers: HashMap<KindKey, JoinHandle<()>>,
+    /// Changes to objects of a kit that was reconciling (or not tracked yet), by key: looked
+    /// at when the kit is tracked, so an edit made while it applied is not lost.
+    unseen: HashMap<String, (KindKey, Box<DynamicObject>)>,
 }
+
+/// Most changes kept in [`Processor::unseen`]; past it they are dropped (a resync catches them).
+const MAX_UNSEEN: usize = 10_000;
 
 fn key_of(kind: &KindKey, object: &DynamicObject) -> String {
     Entry::of(&ObjectRef {
@@ -205,11 +222,21 @@ impl Processor {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Track(applied) => self.track(applied),
+            Command::Track(applied) => {
+                let kit = applied.target.kit.clone();
+                self.track(applied);
+                self.replay(&kit).await;
+            }
             Command::Pause(kit) => {
                 if let Some(k) = self.kits.get_mut(&kit) {
                     k.paused = true;
                 }
+            }
+            Command::Resume(kit) => {
+                if let Some(k) = self.kits.get_mut(&kit) {
+                    k.paused = false;
+                }
+                self.replay(&kit).await;
             }
             Command::Forget(kit) => {
                 if let Some(k) = self.kits.remove(&kit) {
@@ -340,11 +367,34 @@ impl Processor {
         self.kits.get_mut(kit)?.objects.get_mut(key)
     }
 
+    /// Looks at the changes to `kit`'s objects made while it could not be compared.
+    async fn replay(&mut self, kit: &str) {
+        let Some(track) = self.kits.get(kit) else {
+            return;
+        };
+        let keys: Vec<String> = track
+            .objects
+            .keys()
+            .filter(|k| self.unseen.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some((kind, object)) = self.unseen.remove(&key) {
+                self.live(&kind, &object).await;
+            }
+        }
+    }
+
     async fn live(&mut self, kind: &KindKey, object: &DynamicObject) {
         let key = key_of(kind, object);
         let Some((kit, applied)) = self.owner(&key) else {
+            if self.unseen.len() >= MAX_UNSEEN {
+                self.unseen.clear();
+            }
+            self.unseen.insert(key, (kind.clone(), Box::new(object.clone())));
             return;
         };
+        self.unseen.remove(&key);
         let Ok(mut live) = serde_json::to_value(object) else {
             return;
         };
@@ -556,53 +606,4 @@ impl Processor {
                 .await;
         });
     }
-}
-
-/// What differs, for people: the first field kitsync set whose live value is another, and
-/// who changed the object last (from its managed fields).
-fn describe(desired: &Value, live: &Value, object: &DynamicObject) -> String {
-    let projected = owned::project(desired, live);
-    let field = first_difference(desired, &projected, String::new())
-        .map(|(path, live)| format!("{path} is {live}, Git says otherwise"))
-        .unwrap_or_else(|| "a field kitsync set changed".into());
-    let by = object
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() != Some(crate::apply::FIELD_MANAGER))
-        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
-        .and_then(|m| m.manager.clone());
-    match by {
-        Some(manager) => format!("{field} (last changed by {manager})"),
-        None => field,
-    }
-}
-
-fn first_difference(desired: &Value, live: &Value, at: String) -> Option<(String, String)> {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d
-            .iter()
-            .find_map(|(k, v)| first_difference(v, l.get(k).unwrap_or(&Value::Null), format!("{at}/{k}"))),
-        (Value::Array(d), Value::Array(l)) => d
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| first_difference(v, l.get(i).unwrap_or(&Value::Null), format!("{at}/{i}"))),
-        // Numbers and strings the server normalises (`0.5` vs `500m`) may differ harmlessly;
-        // only a value of another type or text is named.
-        (d, l) if d != l && !(d.is_string() && l.is_string() && quantity_like(d) && quantity_like(l)) => {
-            let shown = if l.is_null() {
-                "absent".to_owned()
-            } else {
-                l.to_string()
-            };
-            Some((if at.is_empty() { "/".into() } else { at }, shown))
-        }
-        _ => None,
-    }
-}
-
-fn quantity_like(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.'))
 }
