@@ -333,6 +333,12 @@ fn main() {
     let client = runtime.block_on(plane.client()).expect("client");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
 
+    // KITSYNC_BENCH_ONLY=drift runs section 4 alone (it is the slow one to iterate on).
+    if std::env::var("KITSYNC_BENCH_ONLY").as_deref() == Ok("drift") {
+        drift_at_scale(&plane, &runtime, &client);
+        return;
+    }
+
     // 1. commit -> applied latency.
     let repo = tempfile::tempdir().expect("repo");
     copy_dir(&examples, repo.path());
