@@ -198,6 +198,8 @@ enum Failure {
     Permanent(String),
 }
 
+// Every log line of a delivery names the sink, kit, revision and event through this span.
+#[tracing::instrument(level = "info", skip_all, fields(sink = %target.name, kit = %alert.kit, revision = %alert.revision, event = alert.event.as_str()))]
 async fn deliver(
     target: &Target,
     client: &reqwest::Client,
@@ -221,14 +223,7 @@ async fn deliver(
         }
         let failure = match request.send().await {
             Ok(response) if response.status().is_success() => {
-                tracing::debug!(
-                    sink = target.name,
-                    kit = alert.kit,
-                    revision = alert.revision,
-                    event = alert.event.as_str(),
-                    attempt,
-                    "alert sent"
-                );
+                tracing::debug!(attempt, "alert sent");
                 return AlertResult::Sent;
             }
             Ok(response) => classify(response, &target.url).await,
@@ -236,24 +231,13 @@ async fn deliver(
         };
         let reason = match failure {
             Failure::Permanent(reason) => {
-                tracing::warn!(
-                    sink = target.name,
-                    kit = alert.kit,
-                    revision = alert.revision,
-                    event = alert.event.as_str(),
-                    reason,
-                    "alert refused by the sink; not retried"
-                );
+                tracing::warn!(reason, "alert refused by the sink; not retried");
                 return AlertResult::Failed;
             }
             Failure::Transient(reason, retry_after) => {
                 let wait = retry_after.map_or(backoff, |after| after.min(policy.max_backoff).max(backoff));
                 if attempt < policy.max_attempts && started.elapsed() + wait <= policy.give_up_after {
                     tracing::debug!(
-                        sink = target.name,
-                        kit = alert.kit,
-                        revision = alert.revision,
-                        event = alert.event.as_str(),
                         attempt,
                         reason,
                         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -266,15 +250,7 @@ async fn deliver(
                 reason
             }
         };
-        tracing::warn!(
-            sink = target.name,
-            kit = alert.kit,
-            revision = alert.revision,
-            event = alert.event.as_str(),
-            attempts = attempt,
-            reason,
-            "alert given up"
-        );
+        tracing::warn!(attempts = attempt, reason, "alert given up");
         return AlertResult::Failed;
     }
     AlertResult::Failed
