@@ -38,8 +38,8 @@ type Tagged = (usize, Result<Event<DynamicObject>, watcher::Error>);
 impl Waiter {
     /// A waiter reading with `client`, which must be allowed to `get` discovery and to
     /// `list` and `watch` every kind it waits for, where the objects are (a 403 is
-    /// [`Error::Rejected`]). Whether that is the host's identity or the kit's impersonated
-    /// service account is the caller's choice; neither holds those verbs in `deploy/` today.
+    /// [`Error::Rejected`]). The service uses the host's identity, which `deploy/` grants
+    /// `list` and `watch` on the kinds kits apply (drift detection needs them too).
     pub fn new(client: kube::Client) -> Self {
         Waiter {
             client,

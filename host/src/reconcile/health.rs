@@ -2,7 +2,7 @@
 //! (kstatus rules, [`crate::health`]), or why they are not within the kit's `timeout`.
 
 use super::{AppliedKit, Reconciler, short};
-use crate::health::{self, Outcome};
+use crate::health::Outcome;
 use crate::status;
 
 /// The Kit condition that says the applied revision's objects are ready.
@@ -44,8 +44,7 @@ impl Reconciler {
             );
             self.record(kit, &status).await;
         }
-        let waiter = health::Waiter::new(self.applier.client());
-        let result = waiter.wait(&objects, applied.timeout, cancel).await;
+        let result = self.waiter.wait(&objects, applied.timeout, cancel).await;
         let (healthy, reason, message) = match result {
             Ok(Outcome::Cancelled) => return Verdict::Cancelled,
             Ok(Outcome::Healthy) => (

@@ -66,6 +66,9 @@ pub struct Reconciler {
     host_namespace: String,
     default_service_account: Option<String>,
     metrics: Arc<Metrics>,
+    /// Health waits, with the host's identity; one for the service so its discovery cache
+    /// is kept across revisions.
+    waiter: crate::health::Waiter,
 }
 
 /// The kit to reconcile and where it comes from.
@@ -88,6 +91,7 @@ impl Reconciler {
     /// A reconciler writing Kits to `host_namespace` with `status`.
     pub fn new(applier: Applier, status: StatusWriter, host_namespace: &str) -> Self {
         Reconciler {
+            waiter: crate::health::Waiter::new(applier.client()),
             applier,
             status,
             host_namespace: host_namespace.to_owned(),
@@ -484,14 +488,8 @@ impl Reconciler {
     }
 
     async fn record(&self, kit: &str, status: &KitStatus) {
-        self.metrics.kit_status(
-            kit,
-            status
-                .conditions
-                .iter()
-                .map(|c| (c.type_.as_str(), c.status.as_str())),
-            &status.last_applied_revision,
-        );
+        self.metrics
+            .kit_status(kit, status.condition_statuses(), &status.last_applied_revision);
         if let Err(message) = self.status.write(kit, status).await {
             tracing::warn!(kit, reason = %message, "could not write the Kit's status");
         }
@@ -541,11 +539,7 @@ fn failure_message(rendered: &Rendered) -> String {
 
 /// The first few failures of an apply error, in one line.
 /// An apply failure in one line, naming the first refused objects and why.
-pub fn describe_apply_failure(error: &apply::Error) -> String {
-    apply_failure(error)
-}
-
-fn apply_failure(error: &apply::Error) -> String {
+pub fn apply_failure(error: &apply::Error) -> String {
     match error {
         apply::Error::Stage { stage, failed, .. } => {
             let first: Vec<String> = failed

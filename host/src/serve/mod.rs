@@ -299,10 +299,7 @@ async fn lead(config: &HostConfig, process: &Process, shutdown: watch::Receiver<
     for kit in &existing {
         metrics.kit_status(
             &kit.name,
-            kit.status
-                .conditions
-                .iter()
-                .map(|c| (c.type_.as_str(), c.status.as_str())),
+            kit.status.condition_statuses(),
             &kit.status.last_applied_revision,
         );
     }

@@ -156,6 +156,13 @@ impl KitStatus {
         self.condition("Ready").is_some_and(|c| c.status == "True")
     }
 
+    /// Each condition as (type, status), e.g. `("Ready", "True")`.
+    pub fn condition_statuses(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+    }
+
     /// Sets a condition, keeping its transition time when its status did not change.
     pub fn set_condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
         let status = if status { "True" } else { "False" };

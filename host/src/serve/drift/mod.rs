@@ -485,7 +485,7 @@ impl Processor {
                 .reconciler
                 .heal(&applied.target, &object, &why)
                 .await
-                .map_err(|e| crate::reconcile::describe_apply_failure(&e));
+                .map_err(|e| crate::reconcile::apply_failure(&e));
             let _ = tx.send(Command::Healed(key, result)).await;
         });
     }
