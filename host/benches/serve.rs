@@ -303,6 +303,48 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// A repository of KITS kits of `objects` ConfigMaps each, in namespaces `<prefix>-NNN`,
+/// under the example's platform file and plugins, committed.
+fn kits_repo(prefix: &str, objects: usize) -> tempfile::TempDir {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let repo = tempfile::tempdir().expect("repo");
+    std::fs::copy(examples.join("kitsync.yaml"), repo.path().join("kitsync.yaml")).expect("platform");
+    copy_dir(&examples.join("plugins"), &repo.path().join("plugins"));
+    for kit in 0..KITS {
+        let dir = repo.path().join(format!("kits/k{kit:03}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("kit.yaml"), format!("namespace: {prefix}-{kit:03}\n")).expect("kit.yaml");
+        std::fs::write(dir.join("config.yaml"), kit_objects_n(kit, None, objects)).expect("objects");
+    }
+    git(repo.path(), &["init", "-q"]);
+    commit(repo.path(), &format!("{KITS} kits x {objects} objects"));
+    repo
+}
+
+/// Time from `started` until every one of KITS Kits is Ready, or `None` after `limit`.
+fn all_ready(
+    runtime: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    host_namespace: &str,
+    started: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    loop {
+        let kits = runtime
+            .block_on(status::list(client, host_namespace))
+            .unwrap_or_default();
+        let ready = kits.iter().filter(|k| k.status.is_ready()).count();
+        if ready == KITS {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            eprintln!("only {ready} of {KITS} kits Ready after {limit:?}");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn kit_objects(kit: usize, namespace: Option<&str>) -> String {
     kit_objects_n(kit, namespace, OBJECTS_PER_KIT)
 }
@@ -414,36 +456,19 @@ fn main() {
     webhook_latency(&plane, repo.path(), cache.path(), &wait_port, &mut current);
 
     // 2. 100 kits x 10 objects from an empty cluster.
-    let repo = tempfile::tempdir().expect("repo");
-    std::fs::copy(examples.join("kitsync.yaml"), repo.path().join("kitsync.yaml")).expect("platform");
-    copy_dir(&examples.join("plugins"), &repo.path().join("plugins"));
-    for kit in 0..KITS {
-        let dir = repo.path().join(format!("kits/k{kit:03}"));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join("kit.yaml"), format!("namespace: bench-kit-{kit:03}\n")).expect("kit.yaml");
-        std::fs::write(dir.join("config.yaml"), kit_objects(kit, None)).expect("objects");
-    }
-    git(repo.path(), &["init", "-q"]);
-    commit(repo.path(), "100 kits");
+    let repo = kits_repo("bench-kit", OBJECTS_PER_KIT);
     let host_namespace = "kitsync-bench";
     let cache = tempfile::tempdir().expect("cache");
     let started = Instant::now();
     let child = serve(&plane, repo.path(), host_namespace, cache.path());
     let pid = child.id();
-    let ready = loop {
-        let kits = runtime
-            .block_on(status::list(&client, host_namespace))
-            .unwrap_or_default();
-        let ready = kits.iter().filter(|k| k.status.is_ready()).count();
-        if ready == KITS {
-            break Some(started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            eprintln!("only {ready} of {KITS} kits Ready after 300 s");
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ready = all_ready(
+        &runtime,
+        &client,
+        host_namespace,
+        started,
+        Duration::from_secs(300),
+    );
     let (cpu_to_ready, peak_kib, _) = usage(pid);
     println!(
         "serve: {KITS} kits x {OBJECTS_PER_KIT} objects (3 platform validators each), empty cluster to all Ready"
@@ -520,38 +545,16 @@ fn main() {
 /// 4: 100 kits x 100 ConfigMaps under watch: memory, requests at rest, drift correction.
 fn drift_at_scale(plane: &ControlPlane, runtime: &tokio::runtime::Runtime, client: &kube::Client) {
     const OBJECTS: usize = 100;
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let repo = tempfile::tempdir().expect("repo");
-    std::fs::copy(examples.join("kitsync.yaml"), repo.path().join("kitsync.yaml")).expect("platform");
-    copy_dir(&examples.join("plugins"), &repo.path().join("plugins"));
-    for kit in 0..KITS {
-        let dir = repo.path().join(format!("kits/k{kit:03}"));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join("kit.yaml"), format!("namespace: bench-drift-{kit:03}\n")).expect("kit.yaml");
-        std::fs::write(dir.join("config.yaml"), kit_objects_n(kit, None, OBJECTS)).expect("objects");
-    }
-    git(repo.path(), &["init", "-q"]);
-    commit(repo.path(), "100 kits x 100 objects");
+    let repo = kits_repo("bench-drift", OBJECTS);
     let host_namespace = "kitsync-bench-drift";
     let cache = tempfile::tempdir().expect("cache");
     let started = Instant::now();
     let child = serve(plane, repo.path(), host_namespace, cache.path());
     let pid = child.id();
-    loop {
-        let kits = runtime
-            .block_on(status::list(client, host_namespace))
-            .unwrap_or_default();
-        if kits.iter().filter(|k| k.status.is_ready()).count() == KITS {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            eprintln!("drift benchmark: not every kit Ready after 600 s");
-            stop(child);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let to_ready = started.elapsed();
+    let Some(to_ready) = all_ready(runtime, client, host_namespace, started, Duration::from_secs(600)) else {
+        stop(child);
+        return;
+    };
     // At rest: every request the host makes (watches, not polling), over one minute.
     std::thread::sleep(Duration::from_secs(5));
     let before = std::fs::read_to_string(plane.audit_log_path())

@@ -5,6 +5,7 @@
 //! Names are suffixed per test (`kitsync-system` is used by other tests, and the RBAC
 //! objects are cluster-scoped); nothing else is changed.
 
+use super::free_port;
 use kitsync_harness::ControlPlane;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::Scope;
@@ -224,31 +225,10 @@ fn port_of(address: &Value) -> u64 {
     port.unwrap_or_else(|| panic!("{address} is not host:port"))
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 /// One HTTP/1.1 request on loopback; the status code, 0 when nothing answers.
 fn http(port: u16, method: &str, path: &str, body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n");
-    let _ = write!(
-        stream,
-        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    let json = [("Content-Type", "application/json".to_owned())];
+    super::http_request(port, method, path, &json, body.as_bytes()).0
 }
 
 /// examples/ as a Git repository at `dir`, kit namespaces suffixed as [`manifests`] does;

@@ -6,6 +6,7 @@
 //! The tests of this module run one at a time: each runs two replicas on a 4 s lease, and
 //! replicas starved of CPU by their neighbours would lose it for that reason alone.
 
+use super::free_port;
 use super::serve::{Repo, service_port, suffix, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -14,7 +15,7 @@ use kitsync::status;
 use kitsync_harness::ControlPlane;
 use kube::Api;
 use serde_json::Value;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -28,35 +29,9 @@ const ELECTION: &str =
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 /// `GET path` on the probes port: status code and body.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    );
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    super::http_request(port, "GET", path, &[], b"")
 }
 
 /// One `kitsync serve` process with leader election, its own cache and log.

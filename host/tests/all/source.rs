@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-use super::git;
+use super::{free_port, git};
 
 /// A bare "remote" repository and a work clone that commits and pushes to it.
 struct Remote {
@@ -83,14 +83,6 @@ fn open(url: &str, reference: &str, cache: &TempDir) -> Source {
 
 fn text(snapshot: &Snapshot, path: &str) -> String {
     String::from_utf8_lossy(snapshot.get(path).unwrap_or_else(|| panic!("{path} in snapshot"))).into_owned()
-}
-
-/// A free loopback port (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 fn wait_for_port(port: u16) {

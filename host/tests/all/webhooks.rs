@@ -1,50 +1,12 @@
 //! Issue 11, operating `serve`: the webhook receiver of every provider, slow senders, the
 //! probes and `/metrics`, on the real control plane with real Git repositories.
 
-use super::git;
 use super::serve::{Repo, Service, config_map, config_map_kit, service_port, suffix, wait_for};
+use super::{free_port, git, http_request as request};
 use kitsync::serve::HostConfig;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-/// An HTTP/1.1 request over a plain socket; returns the status code and the body.
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    // The server may answer (413) and close before the whole body is sent.
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
 
 async fn call(
     port: u16,
