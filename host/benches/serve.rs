@@ -67,7 +67,16 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `kitsync serve` on `repo` as a child process.
 fn serve(plane: &ControlPlane, repo: &Path, host_namespace: &str, cache: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kitsync"))
+    // KITSYNC_BENCH_WRAP=heaptrack (or any program taking a command line) profiles the host.
+    let mut command = match std::env::var_os("KITSYNC_BENCH_WRAP") {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(env!("CARGO_BIN_EXE_kitsync"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_kitsync")),
+    };
+    command
         .args([
             "serve",
             "--source",

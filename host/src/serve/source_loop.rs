@@ -441,7 +441,7 @@ impl SourceLoop {
                 source: &self.settings.name,
                 kit: ok_kits.get(name),
                 platform,
-                rendered: &r,
+                rendered: r,
                 commit: &info,
                 reconcile_at: None,
             };
@@ -499,7 +499,7 @@ impl SourceLoop {
                         source: &source_name,
                         kit: kit.as_ref(),
                         platform: platform.as_ref(),
-                        rendered: &r,
+                        rendered: r,
                         commit: &info,
                         reconcile_at: requested.clone(),
                     };

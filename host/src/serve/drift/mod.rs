@@ -293,7 +293,9 @@ impl Processor {
                     heals: VecDeque::new(),
                     not_before: None,
                     ttl_job: object.id.kind == "Job"
-                        && object.value.pointer("/spec/ttlSecondsAfterFinished").is_some(),
+                        && object
+                            .value()
+                            .is_ok_and(|v| v.pointer("/spec/ttlSecondsAfterFinished").is_some()),
                 },
             );
         }
@@ -407,7 +409,10 @@ impl Processor {
         let Some(desired) = applied.objects.get(tracked.index) else {
             return;
         };
-        if owned::fingerprint(&desired.value, &live) == tracked.owned {
+        let Ok(value) = desired.value() else {
+            return;
+        };
+        if owned::fingerprint(&value, &live) == tracked.owned {
             if tracked.drifted.take().is_some() {
                 tracked.reported = false;
                 tracing::info!(kit, object = %desired.id, "drift: back in sync");
@@ -418,7 +423,7 @@ impl Processor {
         if tracked.healing {
             return;
         }
-        let why = describe(&desired.value, &live, object);
+        let why = describe(&value, &live, object);
         tracked.drifted = Some(why);
         self.act(&kit, &key).await;
     }
@@ -470,7 +475,7 @@ impl Processor {
         if tracked.not_before.is_some_and(|t| t > Instant::now()) || tracked.healing {
             return;
         }
-        let Some(object) = applied.objects.get(tracked.index).cloned() else {
+        let Some(Ok(object)) = applied.objects.get(tracked.index).map(|o| o.object()) else {
             return;
         };
         tracked.healing = true;
