@@ -55,7 +55,9 @@ impl AppliedObject {
         AppliedObject {
             id: object.id.clone(),
             // Serialising a `Value` cannot fail: its keys are strings.
-            json: serde_json::to_string(&object.value).unwrap_or_default().into_boxed_str(),
+            json: serde_json::to_string(&object.value)
+                .unwrap_or_default()
+                .into_boxed_str(),
         }
     }
 
@@ -258,7 +260,11 @@ impl Reconciler {
         status.findings = findings(&job.rendered);
 
         let (Some(kit), Some(platform), None) = (job.kit, job.platform, &job.rendered.failed) else {
-            let message = format!("revision {}: {}", short(&revision), failure_message(&job.rendered));
+            let message = format!(
+                "revision {}: {}",
+                short(&revision),
+                failure_message(&job.rendered)
+            );
             return self
                 .fail(&name, &revision, status, "RenderFailed", message, false)
                 .await;

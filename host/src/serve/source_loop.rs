@@ -405,30 +405,14 @@ impl SourceLoop {
             return;
         }
 
-        let names: BTreeSet<String> = work.keys().chain(&observe).cloned().collect();
-        let mut rendered: BTreeMap<String, Rendered> = match &pipeline {
-            Ok(pipeline) => {
-                let (pipeline, snapshot, discovery) = (pipeline.clone(), snapshot.clone(), discovery.clone());
-                let select = names.clone();
-                let started = std::time::Instant::now();
-                let out = tokio::task::spawn_blocking(move || {
-                    pipeline.render_selected(&snapshot, &discovery, |n| select.contains(n))
-                })
-                .await;
-                match out {
-                    Ok(out) => {
-                        tracing::info!(kits = out.len(), ms = started.elapsed().as_millis(), "rendered");
-                        out.into_iter().map(|r| (r.kit.clone(), r)).collect()
-                    }
-                    Err(e) => return self.retry_round(&format!("render task: {e}")),
-                }
-            }
-            Err((rule, message)) => names
-                .iter()
-                .map(|n| (n.clone(), crate::render::blocked(n, &discovery, rule, message)))
-                .collect(),
+        // Each kit is rendered just before its reconcile, inside its slot, so no more than
+        // `concurrency` kits' objects are in memory at once (all of them were, before: the
+        // peak of a first round over 100 kits x 100 objects).
+        let render = Renderer {
+            pipeline: pipeline.map_err(|(rule, message)| (rule, Arc::new(message))),
+            snapshot: snapshot.clone(),
+            discovery: discovery.clone(),
         };
-
         let ok_kits: BTreeMap<String, Kit> = discovery
             .kits
             .iter()
@@ -436,7 +420,7 @@ impl SourceLoop {
             .collect();
         let platform = discovery.platform.as_ref().ok();
         for name in &observe {
-            let Some(r) = rendered.remove(name) else { continue };
+            let r = render.kit(name).await;
             let job = Job {
                 source: &self.settings.name,
                 kit: ok_kits.get(name),
@@ -479,7 +463,7 @@ impl SourceLoop {
             // Each kit of the wave runs as its own task on owned data, bounded by the slots.
             let mut tasks = tokio::task::JoinSet::new();
             for name in &wave {
-                let Some(r) = rendered.remove(name) else { continue };
+                let render = render.clone();
                 let kit = ok_kits.get(name).cloned();
                 let (hash, requested) = work.get(name).cloned().unwrap_or_default();
                 let waiting_for = kit.as_ref().and_then(|k| {
@@ -495,6 +479,7 @@ impl SourceLoop {
                 let name = name.clone();
                 tasks.spawn(async move {
                     let _slot = shared.slots.acquire().await;
+                    let r = render.kit(&name).await;
                     let job = Job {
                         source: &source_name,
                         kit: kit.as_ref(),
@@ -587,6 +572,46 @@ impl SourceLoop {
         }
         if self.round_retry_at.is_none() {
             self.round_failures = 0;
+        }
+    }
+}
+
+/// Renders one kit of a round's revision, off the async runtime.
+#[derive(Clone)]
+struct Renderer {
+    /// The revision's pipeline, or why every kit of it is refused.
+    pipeline: Result<Arc<Pipeline>, (&'static str, Arc<String>)>,
+    snapshot: Arc<crate::source::Snapshot>,
+    discovery: Arc<kit::Discovery>,
+}
+
+impl Renderer {
+    async fn kit(&self, name: &str) -> Rendered {
+        let pipeline = match &self.pipeline {
+            Ok(pipeline) => pipeline.clone(),
+            Err((rule, message)) => return crate::render::blocked(name, &self.discovery, rule, message),
+        };
+        let (snapshot, discovery, wanted) = (self.snapshot.clone(), self.discovery.clone(), name.to_owned());
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            pipeline
+                .render_selected(&snapshot, &discovery, |n| n == wanted)
+                .into_iter()
+                .next()
+        })
+        .await;
+        match out {
+            Ok(Some(rendered)) => {
+                tracing::debug!(kit = name, ms = started.elapsed().as_millis(), "rendered");
+                rendered
+            }
+            // The kit is in the discovery it was chosen from, so only a panic gets here.
+            Ok(None) | Err(_) => crate::render::blocked(
+                name,
+                &self.discovery,
+                "kitsync/render-task",
+                "the render task failed; retried with backoff",
+            ),
         }
     }
 }
