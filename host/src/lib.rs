@@ -35,7 +35,9 @@ pub mod manifest;
 pub mod plugin;
 // Host guards shared by check and apply.
 pub mod guard;
-// The per-kit pipeline: parse, defaults, transforms, validators, guards.
+// Schema validation of rendered objects: built-in kinds and the repository's CRDs.
+pub mod schema;
+// The per-kit pipeline: parse, defaults, transforms, validators, schemas, guards.
 pub mod render;
 // Whether this process may write (leader election), and clients that refuse writes otherwise.
 pub mod leadership;

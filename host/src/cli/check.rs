@@ -44,6 +44,9 @@ pub struct InputArgs {
     /// What the host enforces beyond the repository.
     #[command(flatten)]
     pub host: HostArgs,
+    /// Schema validation.
+    #[command(flatten)]
+    pub schema: super::SchemaArgs,
 }
 
 /// The host's side of the pipeline, so review enforces what `serve` enforces.
@@ -149,6 +152,7 @@ impl Host {
             Settings {
                 host_namespace: self.namespace.clone(),
                 trusted: self.trusted.clone(),
+                schema: input.schema.settings(),
             },
         )))
     }

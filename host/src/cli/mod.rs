@@ -200,6 +200,34 @@ impl FailOn {
     }
 }
 
+/// Schema validation of every rendered object (a stage of the pipeline).
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Validate against the built-in schemas of this Kubernetes version (shipped: 1.34, 1.35,
+    /// 1.36) [default: the platform file's schemas.kubernetesVersion, else 1.36].
+    #[arg(long, value_name = "VERSION", value_parser = kubernetes_version)]
+    pub kubernetes_version: Option<String>,
+    /// Unknown fields and kinds without a schema are errors, not warnings (also set by the
+    /// platform file's schemas.strict).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl SchemaArgs {
+    /// The pipeline's schema settings from these flags.
+    pub fn settings(&self) -> crate::schema::Settings {
+        crate::schema::Settings {
+            kubernetes_version: self.kubernetes_version.clone(),
+            strict: self.strict,
+            skip_for_benchmark: false,
+        }
+    }
+}
+
+fn kubernetes_version(text: &str) -> Result<String, String> {
+    crate::schema::catalog::find(text).map(|_| text.to_owned())
+}
+
 /// Sandbox and cache settings shared by plugin commands.
 #[derive(Debug, Args)]
 pub struct EngineArgs {

@@ -54,6 +54,9 @@ pub struct SyncArgs {
     /// Sandbox and cache settings for a kit's plugins.
     #[command(flatten)]
     pub engine: super::EngineArgs,
+    /// Schema validation of a kit's objects.
+    #[command(flatten)]
+    pub schema: super::SchemaArgs,
     /// kitsync's own namespace, where inventories live and which no kit may write to.
     #[arg(long, default_value = "kitsync-system", env = "KITSYNC_NAMESPACE")]
     pub host_namespace: String,
@@ -90,6 +93,7 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
         engine,
         crate::render::Settings {
             host_namespace: args.host_namespace.clone(),
+            schema: args.schema.settings(),
             ..Default::default()
         },
     );

@@ -186,31 +186,6 @@ pub fn check(scope: &Scope<'_>, objects: &[Object]) -> Vec<Diagnostic> {
             )),
             _ => {}
         }
-        // Label and annotation values are strings to Kubernetes; YAML reads `8080` as a number
-        // and `1.10` as 1.1, and changing the value silently would be worse than refusing it.
-        for field in ["labels", "annotations"] {
-            let Some(map) = object
-                .value
-                .pointer(&format!("/metadata/{field}"))
-                .and_then(|m| m.as_object())
-            else {
-                continue;
-            };
-            let singular = field.trim_end_matches('s');
-            for (key, value) in map {
-                if !value.is_string() {
-                    out.push(finding(
-                        "not-a-string",
-                        object,
-                        &format!("/metadata/{field}/{}", crate::manifest::escape_segment(key)),
-                        format!(
-                            "{}: the value of {singular} {key:?} is {value}, but {singular} values are strings; quote it in the YAML (the parser reads 1.10 as 1.1, yes as true)",
-                            object.id,
-                        ),
-                    ));
-                }
-            }
-        }
         // An ownerReference to an object outside the kit hands this object to the garbage
         // collector of something the kit does not control: refused.
         let references = object
@@ -279,28 +254,6 @@ mod tests {
         cluster_scoped_allowed: false,
         host_namespace: "kitsync-system",
     };
-
-    #[test]
-    fn label_and_annotation_values_must_be_strings() {
-        let mut objects = vec![obj(
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a",
-            "labels": {"ok": "yes", "release": 2020},
-            "annotations": {"example.com/version": 1.1, "fine": "1.10"}}}),
-        )];
-        apply_defaults(&SCOPE, &mut objects);
-        let paths: Vec<String> = check(&SCOPE, &objects)
-            .into_iter()
-            .filter(|f| f.rule == "kitsync/not-a-string")
-            .filter_map(|f| f.path)
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "/metadata/labels/release",
-                "/metadata/annotations/example.com~1version"
-            ]
-        );
-    }
 
     #[test]
     fn owner_references_outside_the_kit_are_refused() {

@@ -97,6 +97,25 @@ pub struct PlatformFile {
     /// Plugin sandbox limits.
     #[serde(default)]
     pub plugin_limits: PluginLimits,
+    /// Schema validation of every kit's objects.
+    #[serde(default)]
+    pub schemas: SchemaOptions,
+}
+
+/// `schemas:` in the platform file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SchemaOptions {
+    /// Kubernetes version whose built-in schemas apply (`"1.35"`); `check
+    /// --kubernetes-version` overrides it.
+    pub kubernetes_version: Option<String>,
+    /// Unknown fields and kinds without a schema are errors (`check --strict` also sets it).
+    #[serde(default)]
+    pub strict: bool,
+    /// Repository directories whose CustomResourceDefinitions supply schemas without being
+    /// applied (CRDs that some kit applies are read from the kit itself).
+    #[serde(default)]
+    pub crds: Vec<String>,
 }
 
 pub(crate) fn parse_yaml<'a, T: Deserialize<'a>>(file: &str, bytes: &'a [u8]) -> Result<T, Error> {
@@ -218,6 +237,16 @@ pub(super) fn parse_platform(file: &str, bytes: &[u8]) -> Result<Platform, Error
             format!("defaults.timeout {t:?} is not a duration like 90s, 5m or 1h"),
         ));
     }
+    if let Some(version) = &raw.schemas.kubernetes_version {
+        crate::schema::catalog::find(version)
+            .map_err(|e| invalid(file, format!("schemas.kubernetesVersion: {e}")))?;
+    }
+    let mut schema_dirs = Vec::new();
+    for dir in &raw.schemas.crds {
+        let normal = normalize("", dir.trim_end_matches('/'))
+            .map_err(|why| invalid(file, format!("schemas.crds: {why}")))?;
+        schema_dirs.push(normal);
+    }
     Ok(Platform {
         transform: plugins(file, raw.transform)?,
         validate: plugins(file, raw.validate)?,
@@ -229,6 +258,8 @@ pub(super) fn parse_platform(file: &str, bytes: &[u8]) -> Result<Platform, Error
         defaults: raw.defaults,
         plugin_memory_mib: raw.plugin_limits.memory_mib,
         plugin_deadline_ms: raw.plugin_limits.deadline_ms,
+        schema_dirs,
+        schemas: raw.schemas,
         raw: bytes.to_vec(),
     })
 }

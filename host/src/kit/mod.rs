@@ -118,6 +118,10 @@ pub struct Platform {
     pub plugin_memory_mib: Option<u64>,
     /// Plugin deadline in ms, if the platform sets one.
     pub plugin_deadline_ms: Option<u64>,
+    /// Schema validation options (`schemas:`).
+    pub schemas: files::SchemaOptions,
+    /// `schemas.crds`, normalised repository-relative directories.
+    pub schema_dirs: Vec<String>,
     /// Raw bytes of the platform file (part of every kit's input hash).
     pub raw: Vec<u8>,
 }

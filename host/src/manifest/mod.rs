@@ -4,7 +4,7 @@ use crate::object::{MissingField, Object, Origin};
 use serde_json::Value;
 mod lines;
 
-pub use lines::{LineIndex, escape_segment};
+pub use lines::{LineIndex, Place, Scalar, escape_segment};
 use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
 
 /// Largest manifest file read, in bytes.

@@ -456,6 +456,8 @@ pub fn pipeline_with(config: &HostConfig, limits: Limits) -> Result<Pipeline, St
         Settings {
             host_namespace: config.host_namespace.clone(),
             trusted: config.trusted.clone(),
+            // The platform file of each revision chooses (the same as `check` without flags).
+            schema: crate::schema::Settings::default(),
         },
     ))
 }

@@ -13,6 +13,7 @@ mod first_party;
 mod health;
 mod leader;
 mod sandbox;
+mod schema;
 mod serve;
 mod source;
 mod untrusted;
