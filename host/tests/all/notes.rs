@@ -1,6 +1,6 @@
 //! Issue 12, Git write-back of convergence: notes pushed to real repositories (bare ones made
 //! with the `git` CLI, over file://, `git daemon` and `git http-backend`), read back with
-//! `git notes`.
+//! `git notes`; then `serve` on the real control plane writing one when a kit converges.
 
 use super::source::{Daemon, HttpGit, Remote};
 use super::{free_port, git, git_as};
@@ -290,4 +290,69 @@ fn notes_are_pushed_over_http_and_git_daemon() {
     for kit in ["web", "api", "db"] {
         assert_eq!(lines_with(&text, &line(kit)), 1, "{kit}: {text}");
     }
+}
+
+/// `serve` with two sources on the real control plane: the one with `writeBack: {notes:
+/// true}` gets a note on the converged commit (and a metric says so); the other, without the
+/// option, gets no notes ref at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_writes_a_note_when_a_kit_converges_and_only_when_asked() {
+    use super::serve::{Repo, Service, config_map_kit, suffix, wait_for};
+    let id = suffix("nt");
+    let host_namespace = format!("kitsync-{id}");
+    let repo = |kit: &str| {
+        let repo = Repo {
+            dir: tempfile::tempdir().expect("repo"),
+        };
+        git(repo.path(), &["init", "-q"]);
+        for (path, text) in config_map_kit(kit, &format!("{kit}-{id}"), &[], "1") {
+            repo.write(&path, &text);
+        }
+        let commit = repo.commit("first");
+        (repo, commit)
+    };
+    let (audited, audited_commit) = repo("noted");
+    let (quiet, _) = repo("silent");
+    let cache = tempfile::tempdir().expect("cache");
+    let probes = free_port();
+    let text = format!(
+        "hostNamespace: {host_namespace}\ncacheDir: {}\nlisten:\n  probes: 127.0.0.1:{probes}\nsources:\n  - name: audited\n    url: {}\n    interval: 1s\n    writeBack: {{notes: true}}\n  - name: quiet\n    url: {}\n    interval: 1s\n",
+        cache.path().display(),
+        audited.url(),
+        quiet.url()
+    );
+    let file = cache.path().join("host.yaml");
+    std::fs::write(&file, text).expect("host config");
+    let service = Service::start(kitsync::serve::HostConfig::load(&file).expect("host config")).await;
+    service.wait_kit_condition("noted", "Healthy", "True").await;
+    service.wait_kit_condition("silent", "Healthy", "True").await;
+
+    let written = wait_for("the note of the converged commit", async || {
+        let out = std::process::Command::new("git")
+            .args(["notes", "--ref=kitsync", "show", &audited_commit])
+            .current_dir(audited.path())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await;
+    let want = format!("kitsync: kit=noted namespace=noted-{id} host={host_namespace} converged ");
+    assert_eq!(lines_with(&written, &want), 1, "{written}");
+    let metrics = wait_for("the write counted", async || {
+        let (_, body) = super::http_request(probes, "GET", "/metrics", &[], b"");
+        body.contains(r#"kitsync_git_notes_total{source="audited",result="written"} 1"#)
+            .then_some(body)
+    })
+    .await;
+    assert!(
+        !metrics.contains(r#"kitsync_git_notes_total{source="quiet""#),
+        "{metrics}"
+    );
+
+    // The other source converged first or meanwhile; its repository has no notes at all.
+    let refs = git(quiet.path(), &["for-each-ref", "refs/notes/"]);
+    assert_eq!(refs, "", "no notes without writeBack");
+    service.stop().await;
 }
