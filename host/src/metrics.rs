@@ -18,6 +18,7 @@
 //! | `kitsync_kits` | gauge | `condition` (`Ready`, `Stalled`, `Reconciling`), `status` (`True`, `False`, `Unknown`) |
 //! | `kitsync_kit_info` | gauge (always 1) | `kit`, `revision` (the last applied commit) |
 //! | `kitsync_drift_total` | counter | `kit`, `action` (`healed`, `reported`, `failed`) |
+//! | `kitsync_git_notes_total` | counter | `source`, `result` (`written`, `present`, `failed`, `dropped`) |
 //! | `kitsync_build_info` | gauge (always 1) | `version` |
 //! | `kitsync_leader` | gauge | none: 1 while this replica leads (always, without leader election) |
 
@@ -59,6 +60,12 @@ struct SourceLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookResult {
+    source: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceResult {
     source: String,
     result: &'static str,
 }
@@ -114,6 +121,7 @@ pub struct Metrics {
     kits: Family<ConditionStatus, Gauge>,
     kit_info: Family<KitRevision, Gauge>,
     drift: Family<KitAction, Counter>,
+    notes: Family<SourceResult, Counter>,
     leader: Gauge,
     view: Mutex<KitView>,
 }
@@ -170,6 +178,19 @@ impl WebhookOutcome {
             WebhookOutcome::TimedOut => "timed_out",
         }
     }
+}
+
+/// What became of one kit's convergence note, as the `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteResult {
+    /// Pushed in a notes commit.
+    Written,
+    /// The note already had the line (an earlier run or another replica wrote it).
+    Present,
+    /// Refused by the remote, or given up after retries.
+    Failed,
+    /// Never tried: the queue was full, or leadership or the process ended first.
+    Dropped,
 }
 
 /// What became of an alert at one sink, as the `result` label says it.
@@ -251,6 +272,12 @@ impl Metrics {
             "Applied objects found changed or deleted by someone else, by kit and action (healed, reported, failed)",
             drift.clone(),
         );
+        let notes = Family::<SourceResult, Counter>::default();
+        registry.register(
+            "git_notes",
+            "Convergences recorded as git notes in their source, by source and result (written, present, failed, dropped)",
+            notes.clone(),
+        );
         let build = Family::<Version, Gauge>::default();
         build
             .get_or_create(&Version {
@@ -280,6 +307,7 @@ impl Metrics {
             kits,
             kit_info,
             drift,
+            notes,
             leader,
             view: Mutex::default(),
         }
@@ -367,6 +395,22 @@ impl Metrics {
             .get_or_create(&AlertLabels {
                 sink: sink.to_owned(),
                 event,
+                result,
+            })
+            .inc();
+    }
+
+    /// Records what became of one kit's convergence note in `source`.
+    pub fn note(&self, source: &str, result: NoteResult) {
+        let result = match result {
+            NoteResult::Written => "written",
+            NoteResult::Present => "present",
+            NoteResult::Failed => "failed",
+            NoteResult::Dropped => "dropped",
+        };
+        self.notes
+            .get_or_create(&SourceResult {
+                source: source.to_owned(),
                 result,
             })
             .inc();

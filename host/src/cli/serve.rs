@@ -83,6 +83,7 @@ impl ServeArgs {
                     ..CredentialsFile::default()
                 },
                 webhook: None,
+                write_back: Default::default(),
             }],
             listen: crate::serve::config::ListenFile {
                 probes: self.probes.clone(),

@@ -44,6 +44,9 @@
 //!     webhook:                         # POST /hooks/gitops polls this source now
 //!       provider: github               #   github | gitea | gitlab | generic
 //!       secretFile: /etc/kitsync/webhook/secret   # or secretEnv: VAR
+//!     writeBack:                       # off unless set
+//!       notes: true                    #   a git note (refs/notes/kitsync) on each converged
+//!                                      #   commit, pushed with the credentials above
 //! alerts:                              # see crate::alert for the bodies and guarantees
 //!   driftAlertAfter: 5m                # `drifted` only past this (0s: at once; default 5m)
 //!   sinks:
@@ -236,6 +239,20 @@ pub struct SourceFile {
     pub credentials: CredentialsFile,
     /// A push webhook that makes this source poll at once.
     pub webhook: Option<WebhookFile>,
+    /// What kitsync writes back to the repository (nothing unless set).
+    #[serde(default)]
+    pub write_back: WriteBack,
+}
+
+/// A source's `writeBack:`: records kitsync leaves in the source repository. Off by default;
+/// each needs the source's credentials to have push rights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBack {
+    /// When a kit's revision converges, add a line to the git note of that commit in
+    /// `refs/notes/kitsync` and push it ([`crate::source::Notes`]).
+    #[serde(default)]
+    pub notes: bool,
 }
 
 /// `credentials:` of a source; secrets come from files or variables, never inline.
@@ -275,6 +292,8 @@ pub struct SourceSettings {
     pub auth: Auth,
     /// Its push webhook, if any.
     pub webhook: Option<WebhookSettings>,
+    /// What is written back to the repository.
+    pub write_back: WriteBack,
 }
 
 /// The host configuration, resolved and checked.
@@ -600,6 +619,7 @@ fn resolve_source(file: &str, source: SourceFile, insecure_webhooks: bool) -> Re
     };
     Ok(SourceSettings {
         webhook,
+        write_back: source.write_back,
         name,
         url: source.url,
         reference,
@@ -627,6 +647,21 @@ mod tests {
         assert_eq!(config.sources[0].interval, Duration::from_secs(60));
         assert_eq!(config.sources[0].reference, RefSpec::parse("main").expect("ref"));
         assert_eq!(config.plugin_ceilings, Ceilings::default());
+        assert!(
+            !config.sources[0].write_back.notes,
+            "write-back is off by default"
+        );
+    }
+
+    #[test]
+    fn write_back_notes_is_a_source_option() {
+        let config =
+            parse("sources:\n  - name: gitops\n    url: file:///repo\n    writeBack: {notes: true}\n")
+                .expect("valid");
+        assert!(config.sources[0].write_back.notes);
+        let err = parse("sources:\n  - name: gitops\n    url: file:///repo\n    writeBack: {note: true}\n")
+            .expect_err("typo");
+        assert!(err.to_string().starts_with("host.yaml:4:"), "{err}");
     }
 
     #[test]

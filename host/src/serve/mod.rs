@@ -17,6 +17,7 @@ pub mod config;
 mod drift;
 pub mod http;
 pub mod leader;
+mod notes;
 mod source_loop;
 
 use source_loop::SourceLoop;
@@ -77,8 +78,13 @@ impl Shared {
 
     /// Waits for the objects `applied` wrote to become ready, in its own task (a slow
     /// rollout never holds a reconcile slot), then records `Healthy` and alerts
-    /// `converged` or `failed`. A newer reconcile of the kit cancels it.
-    fn spawn_health_wait(self: &Arc<Self>, applied: Arc<crate::reconcile::AppliedKit>) {
+    /// `converged` or `failed`; a convergence is also queued on `notes`, the source's
+    /// write-back when it has one. A newer reconcile of the kit cancels it.
+    fn spawn_health_wait(
+        self: &Arc<Self>,
+        applied: Arc<crate::reconcile::AppliedKit>,
+        notes: Option<notes::NoteQueue>,
+    ) {
         let kit = applied.target.kit.clone();
         let (cancel, mut cancelled) = watch::channel(false);
         self.health_waits
@@ -92,16 +98,21 @@ impl Shared {
             };
             let verdict = shared.reconciler.wait_healthy(&applied, until).await;
             let revision = &applied.target.revision;
-            let alert = match verdict {
-                crate::reconcile::Verdict::Converged(message) => {
-                    crate::alert::Alert::new(&kit, revision, crate::alert::Event::Converged, message)
-                }
-                crate::reconcile::Verdict::Failed(message) => {
-                    crate::alert::Alert::new(&kit, revision, crate::alert::Event::Failed, message)
-                }
+            let (alert, converged) = match verdict {
+                crate::reconcile::Verdict::Converged(message) => (
+                    crate::alert::Alert::new(&kit, revision, crate::alert::Event::Converged, message),
+                    true,
+                ),
+                crate::reconcile::Verdict::Failed(message) => (
+                    crate::alert::Alert::new(&kit, revision, crate::alert::Event::Failed, message),
+                    false,
+                ),
                 crate::reconcile::Verdict::Cancelled => return,
             };
             shared.alerter.notify(alert);
+            if converged && let Some(notes) = notes {
+                notes.converged(&kit, &applied.target.namespace, revision);
+            }
         });
     }
 }

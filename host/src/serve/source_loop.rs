@@ -58,6 +58,8 @@ pub(super) struct SourceLoop {
     /// Failed polls in a row; the next poll comes after a backoff, not a whole interval, so a
     /// failed poll that a webhook asked for is not lost until the interval.
     poll_failures: u32,
+    /// The git notes write-back (`writeBack.notes`), if on.
+    notes: Option<super::notes::NoteQueue>,
 }
 
 impl SourceLoop {
@@ -80,6 +82,24 @@ impl SourceLoop {
         let source = Source::open_async(config)
             .await
             .with_context(|| format!("opening source {}", settings.name))?;
+        let notes = if settings.write_back.notes {
+            let opened = source.clone();
+            let writer = tokio::task::spawn_blocking(move || opened.notes())
+                .await
+                .context("opening the notes repository")?
+                .with_context(|| format!("source {}: opening the notes repository", settings.name))?;
+            tracing::info!(source = %settings.name, reference = crate::source::NOTES_REF, "convergence is written back as git notes");
+            Some(super::notes::NoteQueue::start(
+                &settings.name,
+                writer,
+                shared.config.host_namespace.clone(),
+                shared.metrics.clone(),
+                shared.shutdown.clone(),
+                super::notes::Retry::default(),
+            ))
+        } else {
+            None
+        };
         // What earlier runs applied: an unchanged kit is neither rendered nor written again.
         let kits = existing
             .iter()
@@ -110,6 +130,7 @@ impl SourceLoop {
             trigger,
             polled_once: false,
             poll_failures: 0,
+            notes,
         })
     }
 
@@ -474,6 +495,7 @@ impl SourceLoop {
                 });
                 let shared = self.shared.clone();
                 let source_name = self.settings.name.clone();
+                let notes = self.notes.clone();
                 let platform = platform.cloned();
                 let info = info.clone();
                 let name = name.clone();
@@ -497,7 +519,7 @@ impl SourceLoop {
                             match &outcome {
                                 Outcome::Applied { applied, .. } => {
                                     shared.drift.track(applied.clone()).await;
-                                    shared.spawn_health_wait(applied.clone());
+                                    shared.spawn_health_wait(applied.clone(), notes);
                                     shared.alerter.notify(Alert::new(
                                         &name,
                                         &info.commit,

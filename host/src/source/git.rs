@@ -515,7 +515,7 @@ fn check_credentials_transport(config: &SourceConfig, shown: &str) -> Result<()>
 /// Largest object, uncompressed, that a fetch may inflate (128 MiB).
 pub const MAX_OBJECT_BYTES: usize = 128 << 20;
 
-fn open_options(config: &SourceConfig) -> gix::open::Options {
+pub(super) fn open_options(config: &SourceConfig) -> gix::open::Options {
     let mut permissions = gix::open::Permissions::isolated();
     permissions.env.http_transport = gix::sec::Permission::Allow;
     let secs = config.timeout.as_secs().max(1);
@@ -546,13 +546,13 @@ fn open_options(config: &SourceConfig) -> gix::open::Options {
 }
 
 /// Packs a cache may hold before it is compacted (fetched again into one).
-const MAX_PACKS: usize = 64;
+pub(super) const MAX_PACKS: usize = 64;
 
 /// Index slots of a cache's object store: room for MAX_PACKS plus the fetches of one poll.
 const CACHE_SLOTS: u16 = 128;
 
 /// The packs in a bare cache at `dir` (0 when it cannot be read).
-fn pack_count(dir: &std::path::Path) -> usize {
+pub(super) fn pack_count(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("objects/pack")).map_or(0, |entries| {
         entries
             .filter_map(|e| e.ok())
@@ -561,7 +561,7 @@ fn pack_count(dir: &std::path::Path) -> usize {
     })
 }
 
-fn parse_id(hex: &str) -> Result<ObjectId> {
+pub(super) fn parse_id(hex: &str) -> Result<ObjectId> {
     ObjectId::from_hex(hex.as_bytes()).map_err(|e| Error::BadRef {
         reference: hex.to_owned(),
         reason: format!("not a commit id: {e}"),
@@ -763,7 +763,7 @@ impl Fetch {
 
 /// Maps a gix error to ours by its classification, then by its text (ssh reports through
 /// stderr only). The text is redacted before it is kept.
-fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
+pub(super) fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
     use std::io::ErrorKind as K;
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let text = redact_text(
@@ -834,7 +834,7 @@ fn classify(error: &gix::Error, url: &str, secrets: &[String]) -> Error {
     Error::Git(format!("{url}: {text}"))
 }
 
-enum Bounded<T> {
+pub(super) enum Bounded<T> {
     Done(T),
     TimedOut(JoinHandle<()>),
     Failed(String),
@@ -842,7 +842,7 @@ enum Bounded<T> {
 
 /// Runs `job` on its own thread and waits at most `timeout`. On timeout the job's interrupt
 /// flag is raised and its thread handed back, still running.
-fn bounded<T: Send + 'static>(
+pub(super) fn bounded<T: Send + 'static>(
     timeout: Duration,
     job: impl FnOnce(&AtomicBool) -> T + Send + 'static,
 ) -> Bounded<T> {

@@ -21,6 +21,8 @@
 mod auth;
 mod error;
 mod git;
+mod notes;
+mod push;
 mod redact;
 mod refspec;
 mod snapshot;
@@ -28,6 +30,7 @@ mod snapshot;
 pub use auth::{Auth, Secret};
 pub use error::{Error, Result};
 pub use git::{CommitInfo, MAX_OBJECT_BYTES, PollOutcome, Source, SourceConfig};
+pub use notes::{Convergence, NOTES_REF, NoteError, Notes, Recorded};
 pub use redact::{redact_text, redact_url};
 pub use refspec::RefSpec;
 pub use snapshot::{Limits, MAX_DEPTH, Refused, Snapshot, WORKTREE, escape_name};

@@ -12,6 +12,7 @@ mod drift;
 mod first_party;
 mod health;
 mod leader;
+mod notes;
 mod sandbox;
 mod schema;
 mod serve;

@@ -14,12 +14,12 @@ use tempfile::TempDir;
 use super::{free_port, git};
 
 /// A bare "remote" repository and a work clone that commits and pushes to it.
-struct Remote {
-    dir: TempDir,
+pub(super) struct Remote {
+    pub(super) dir: TempDir,
 }
 
 impl Remote {
-    fn new() -> Remote {
+    pub(super) fn new() -> Remote {
         let dir = TempDir::new().expect("temp dir");
         git(dir.path(), &["init", "--bare", "-q", "remote.git"]);
         git(dir.path(), &["init", "-q", "work"]);
@@ -30,20 +30,20 @@ impl Remote {
         Remote { dir }
     }
 
-    fn work(&self) -> PathBuf {
+    pub(super) fn work(&self) -> PathBuf {
         self.dir.path().join("work")
     }
 
-    fn bare(&self) -> PathBuf {
+    pub(super) fn bare(&self) -> PathBuf {
         self.dir.path().join("remote.git")
     }
 
-    fn file_url(&self) -> String {
+    pub(super) fn file_url(&self) -> String {
         format!("file://{}", self.bare().display())
     }
 
     /// Writes `files`, commits them on the current branch, pushes it, and returns the commit.
-    fn commit(&self, message: &str, files: &[(&str, &str)]) -> String {
+    pub(super) fn commit(&self, message: &str, files: &[(&str, &str)]) -> String {
         let work = self.work();
         for (path, text) in files {
             let path = work.join(path);
@@ -94,13 +94,13 @@ fn wait_for_port(port: u16) {
 }
 
 /// `git daemon` serving a directory on loopback; killed on drop.
-struct Daemon {
+pub(super) struct Daemon {
     child: Child,
     port: u16,
 }
 
 impl Daemon {
-    fn start(base: &Path) -> Daemon {
+    pub(super) fn start(base: &Path) -> Daemon {
         let port = free_port();
         // `git daemon` would run `git-daemon` as a child that outlives a kill of `git`.
         let exec_path = git(base, &["--exec-path"]);
@@ -123,7 +123,7 @@ impl Daemon {
         Daemon { child, port }
     }
 
-    fn url(&self, repo: &str) -> String {
+    pub(super) fn url(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
     }
 }
@@ -630,12 +630,12 @@ fn base64(bytes: &[u8]) -> String {
 
 /// A one-request-per-connection HTTP/1.1 server that checks basic auth under `/private/`,
 /// then runs `git http-backend` as a CGI for the request. Serves until the test process ends.
-struct HttpGit {
+pub(super) struct HttpGit {
     port: u16,
 }
 
 impl HttpGit {
-    fn start(root: &Path, user: &str, password: &str) -> HttpGit {
+    pub(super) fn start(root: &Path, user: &str, password: &str) -> HttpGit {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let root = root.to_path_buf();
@@ -651,7 +651,7 @@ impl HttpGit {
         HttpGit { port }
     }
 
-    fn url(&self, repo: &str) -> String {
+    pub(super) fn url(&self, repo: &str) -> String {
         format!("http://127.0.0.1:{}/{repo}", self.port)
     }
 }
