@@ -19,6 +19,7 @@ macro_rules! outln {
 
 mod check;
 mod plugin;
+mod plugin_new;
 mod plugin_test;
 mod serve;
 mod sync;
@@ -160,9 +161,27 @@ expected.yaml, output objects field by field.
 Exit status: 0 every case passed, 1 a case failed, 2 usage error, a case that
 cannot be read, or a component that cannot be found or loaded.";
 
+const PLUGIN_NEW_HELP: &str = "Examples:
+  kitsync plugin new max-replicas --kind validator
+  kitsync plugin new add-owner --kind transformer --path policies/add-owner
+
+Writes a standalone Rust project: src/lib.rs with one rule, a fixture case in tests/, the
+plugin SDK in vendor/kitsync-plugin/ and the WIT contract in wit/ (copies, so it builds
+outside kitsync's repository) and a README. Then:
+  cd max-replicas
+  cargo build --release --target wasm32-wasip2
+  kitsync plugin test .
+
+--lang js, python and go are not supported yet.
+Exit status: 0 written, 2 error (a bad name, a directory that is not empty, an unsupported
+language).";
+
 /// `kitsync plugin ...`
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin project (one rule, one fixture case) that builds and passes its test.
+    #[command(after_help = PLUGIN_NEW_HELP)]
+    New(plugin_new::NewArgs),
     /// Run a plugin's fixture cases (DIR/tests/<case>/) through the sandbox; show differences.
     #[command(after_help = PLUGIN_TEST_HELP)]
     Test(plugin_test::TestArgs),
@@ -399,6 +418,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Reconcile(args) => serve::reconcile(&args),
         Command::Sync(args) => sync::sync(&args),
         Command::Diff(args) => sync::diff(&args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::new(&args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::test(&args),
         Command::Plugin(PluginCommand::Inspect { file, json, engine }) => {
             plugin::inspect(&file, json, &engine)

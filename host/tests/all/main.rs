@@ -12,6 +12,7 @@ mod drift;
 mod first_party;
 mod health;
 mod leader;
+mod plugin_new;
 mod sandbox;
 mod serve;
 mod source;
