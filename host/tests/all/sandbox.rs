@@ -433,35 +433,9 @@ fn a_validator_cannot_be_used_as_a_transformer() {
     );
 }
 
-/// `bytes` with every `kitsync:plugin/...@0.1.0` name rewritten to `@{version}` (same
-/// length, so the component stays well-formed): the component a plugin built against that
-/// version of the WIT package would import.
-fn built_for(bytes: &[u8], version: &str) -> Vec<u8> {
-    let from = format!("@{}", kitsync::plugin::CONTRACT_VERSION);
-    let to = format!("@{version}");
-    assert_eq!(from.len(), to.len(), "same length keeps the binary valid");
-    let mut out = bytes.to_vec();
-    let mut rewritten = 0;
-    for prefix in ["kitsync:plugin/types", "kitsync:plugin/host"] {
-        let needle = format!("{prefix}{from}");
-        let mut at = 0;
-        while let Some(pos) = out[at..]
-            .windows(needle.len())
-            .position(|w| w == needle.as_bytes())
-        {
-            let start = at + pos + prefix.len();
-            out[start..start + to.len()].copy_from_slice(to.as_bytes());
-            at = start + to.len();
-            rewritten += 1;
-        }
-    }
-    assert!(rewritten > 0, "the component names kitsync:plugin@0.1.0");
-    out
-}
-
 #[test]
 fn a_plugin_for_another_major_contract_version_is_refused_at_load_saying_why() {
-    let bytes = built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.2.0");
+    let bytes = super::built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.2.0");
     let err = engine()
         .load("future.wasm", &bytes, None)
         .expect_err("0.2 is not 0.1");
@@ -483,7 +457,7 @@ fn a_plugin_for_another_major_contract_version_is_refused_at_load_saying_why() {
 #[test]
 fn a_plugin_for_a_newer_compatible_contract_version_loads() {
     // 0.1.9 only adds what this plugin does not use: semver says it runs on a 0.1.0 host.
-    let bytes = built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.1.9");
+    let bytes = super::built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.1.9");
     let plugin = engine()
         .load("newer.wasm", &bytes, None)
         .unwrap_or_else(|e| panic!("a 0.1.9 plugin loads on 0.1.0: {e}"));
