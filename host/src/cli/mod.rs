@@ -19,6 +19,8 @@ macro_rules! outln {
 
 mod check;
 mod plugin;
+mod plugin_new;
+mod plugin_test;
 mod serve;
 mod sync;
 
@@ -134,9 +136,55 @@ Prints `+` for objects to create, `~` with each changed field (live -> would-be,
 managedFields, status and other server-managed fields), `-` for objects sync would prune.
 Exit status: 0 no difference, 1 differences, 2 error (as `flux diff`).";
 
+const PLUGIN_TEST_HELP: &str = "Examples:
+  cargo build --release --target wasm32-wasip2 && kitsync plugin test .
+  kitsync plugin test plugins/port-range --component port_range.wasm
+  kitsync plugin test . --format junit > plugin-tests.xml
+
+Each case is a directory DIR/tests/<case>/, run in name order in a fresh sandbox:
+  input.yaml     the objects given to the plugin (multi-document YAML)
+  config.yaml    its configuration, as under `config:` in kit.yaml [default: null]
+  expected.yaml  every finding it must return, in any order, and no others:
+                   findings:
+                     - rule: port-range/out-of-range
+                       severity: error
+                       object: v1/Service web     # as kitsync prints it
+                       path: /spec/ports/0/port
+                       message: \"80\"              # optional: text it contains
+                 `findings: []` expects none; `error: {kind: invalid-config,
+                 message: ...}` expects a refusal (or invalid-input, internal)
+  output.yaml    transformers: the objects it must return, in any order
+
+A failed case prints the difference: reported findings as YAML to paste into
+expected.yaml, output objects field by field.
+
+Exit status: 0 every case passed, 1 a case failed, 2 usage error, a case that
+cannot be read, or a component that cannot be found or loaded.";
+
+const PLUGIN_NEW_HELP: &str = "Examples:
+  kitsync plugin new max-replicas --kind validator
+  kitsync plugin new add-owner --kind transformer --path policies/add-owner
+
+Writes a standalone Rust project: src/lib.rs with one rule, a fixture case in tests/, the
+plugin SDK in vendor/kitsync-plugin/ and the WIT contract in wit/ (copies, so it builds
+outside kitsync's repository) and a README. Then:
+  cd max-replicas
+  cargo build --release --target wasm32-wasip2
+  kitsync plugin test .
+
+--lang js, python and go are not supported yet.
+Exit status: 0 written, 2 error (a bad name, a directory that is not empty, an unsupported
+language).";
+
 /// `kitsync plugin ...`
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin project (one rule, one fixture case) that builds and passes its test.
+    #[command(after_help = PLUGIN_NEW_HELP)]
+    New(plugin_new::NewArgs),
+    /// Run a plugin's fixture cases (DIR/tests/<case>/) through the sandbox; show differences.
+    #[command(after_help = PLUGIN_TEST_HELP)]
+    Test(plugin_test::TestArgs),
     /// Print a plugin's sha256, world, metadata and imports.
     #[command(
         after_help = "Example:\n  kitsync plugin inspect target/wasm-plugins/wasm32-wasip2/release/port_range.wasm"
@@ -398,6 +446,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Reconcile(args) => serve::reconcile(&args),
         Command::Sync(args) => sync::sync(&args),
         Command::Diff(args) => sync::diff(&args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::new(&args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::test(&args),
         Command::Plugin(PluginCommand::Inspect { file, json, engine }) => {
             plugin::inspect(&file, json, &engine)
         }

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-fn load(engine: &Engine, file: &Path, pin: Option<&str>) -> Result<crate::plugin::Plugin> {
+/// Reads a component file and loads it: the one way every `plugin` command loads a plugin.
+pub(super) fn load(engine: &Engine, file: &Path, pin: Option<&str>) -> Result<crate::plugin::Plugin> {
     let bytes = std::fs::read(file).with_context(|| format!("reading plugin {}", file.display()))?;
     Ok(engine.load(&file.display().to_string(), &bytes, pin)?)
 }
@@ -116,19 +117,36 @@ pub(super) fn run(
 /// `file:line: severity [rule] message`, at the line of the field the finding names
 /// (or of its object when the field is not in the source).
 fn format_finding(diagnostic: &Diagnostic, objects: &[Object], lines: &HashMap<String, LineIndex>) -> String {
+    match locate(diagnostic, objects, lines) {
+        Some(location) => format!("{location}: {diagnostic}"),
+        None => diagnostic.to_string(),
+    }
+}
+
+/// Where a finding is in the input files, as `file:line` (`file (document N)` when the line
+/// is unknown): the line of the field it names, else of its object, as `check` places it.
+/// `None` when it names no input object (or one a transformer created).
+pub(super) fn locate(
+    diagnostic: &Diagnostic,
+    objects: &[Object],
+    lines: &HashMap<String, LineIndex>,
+) -> Option<String> {
     let origin = diagnostic
         .object
         .as_ref()
         .and_then(|id| objects.iter().find(|o| &o.id == id))
-        .and_then(|o| o.origin.as_ref());
-    let Some(origin) = origin else {
-        return diagnostic.to_string();
-    };
+        .and_then(|o| o.origin.as_ref())?;
+    // An item of a List document is located below its own pointer.
+    let pointer = format!(
+        "{}{}",
+        origin.pointer.as_deref().unwrap_or(""),
+        diagnostic.path.as_deref().unwrap_or("")
+    );
     let field_line = lines
         .get(&origin.file)
-        .and_then(|index| index.line(origin.document, diagnostic.path.as_deref().unwrap_or("")));
-    match field_line.or(origin.line) {
-        Some(line) => format!("{}:{line}: {diagnostic}", origin.file),
-        None => format!("{origin}: {diagnostic}"),
-    }
+        .and_then(|index| index.line(origin.document, &pointer));
+    Some(match field_line.or(origin.line) {
+        Some(line) => format!("{}:{line}", origin.file),
+        None => origin.to_string(),
+    })
 }

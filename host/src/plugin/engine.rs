@@ -47,6 +47,14 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/insecure-seed",
 ];
 
+/// The version of the WIT package `kitsync:plugin` this host implements (`wit/plugin.wit`).
+///
+/// A plugin is built against one version of the package and imports its interfaces under
+/// that version (`kitsync:plugin/types@0.1.0`). It loads when its version is
+/// semver-compatible with this one: the same major version, and for 0.x the same minor
+/// version. Anything else is refused at load with [`ErrorKind::IncompatibleContract`].
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
 /// How the engine is set up; every field has a sane default.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -263,6 +271,10 @@ impl Engine {
             }
             imports.push(import.to_owned());
         }
+        // The contract version before anything else about the world: a plugin for another
+        // version would otherwise fail with the linker's "matching implementation was not
+        // found" or as a component of no known world.
+        let built_for = contract_version_of(&imports).map_err(fail)?;
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
         let has = |n: &str| exports.iter().any(|e| e == n);
         let world = if has("transform") {
@@ -276,9 +288,15 @@ impl Engine {
         };
 
         let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
-            fail(ErrorKind::Compile(format!(
-                "does not fit kitsync:plugin@0.1.0: {e:#}"
-            )))
+            fail(match &built_for {
+                // Same compatible line, newer than us: it may use what this host lacks.
+                Some(found) if found.as_str() != CONTRACT_VERSION => ErrorKind::Compile(format!(
+                    "built for kitsync:plugin@{found}, newer than this host's {CONTRACT_VERSION}, and it needs something {CONTRACT_VERSION} lacks: {e:#}"
+                )),
+                _ => ErrorKind::Compile(format!(
+                    "does not fit kitsync:plugin@{CONTRACT_VERSION}: {e:#}"
+                )),
+            })
         })?;
         let pre = match world {
             World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(|e| {
@@ -315,6 +333,62 @@ impl Engine {
         }
         Ok(plugin)
     }
+}
+
+/// The `kitsync:plugin` version a component was built for, read from its imports
+/// (`kitsync:plugin/types@0.1.0`); `None` when it imports nothing of the package.
+/// A version that is not semver-compatible with [`CONTRACT_VERSION`], an unversioned
+/// import, or two different versions in one component are refused.
+fn contract_version_of(imports: &[String]) -> std::result::Result<Option<String>, ErrorKind> {
+    let mut found: Option<String> = None;
+    for import in imports {
+        let Some(rest) = import.strip_prefix("kitsync:plugin/") else {
+            continue;
+        };
+        let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+        if !compatible_with_host(version) {
+            return Err(incompatible(if version.is_empty() {
+                "an unversioned kitsync:plugin".to_owned()
+            } else {
+                format!("kitsync:plugin@{version}")
+            }));
+        }
+        match &found {
+            Some(other) if other != version => {
+                return Err(incompatible(format!(
+                    "two versions of kitsync:plugin ({other} and {version})"
+                )));
+            }
+            _ => found = Some(version.to_owned()),
+        }
+    }
+    Ok(found)
+}
+
+fn incompatible(found: String) -> ErrorKind {
+    let host = semver::Version::parse(CONTRACT_VERSION).unwrap_or_else(|_| semver::Version::new(0, 0, 0));
+    let line = if host.major == 0 {
+        format!("0.{}.x", host.minor)
+    } else {
+        format!("{}.x", host.major)
+    };
+    ErrorKind::IncompatibleContract {
+        found,
+        supported: CONTRACT_VERSION,
+        line,
+    }
+}
+
+/// Semver compatibility as the component model's linker applies it: same major, and for
+/// 0.x the same minor.
+fn compatible_with_host(version: &str) -> bool {
+    let (Ok(host), Ok(plugin)) = (
+        semver::Version::parse(CONTRACT_VERSION),
+        semver::Version::parse(version),
+    ) else {
+        return false;
+    };
+    host.major == plugin.major && (host.major != 0 || host.minor == plugin.minor)
 }
 
 fn normalize_pin(pin: &str) -> Option<String> {
@@ -764,6 +838,49 @@ mod tests {
         assert_eq!(normalize_pin(&format!("sha256:{hex}")), Some("ab".repeat(32)));
         assert_eq!(normalize_pin("abc"), None);
         assert_eq!(normalize_pin(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/plugin.wit");
+        assert!(
+            wit.contains(&format!("package kitsync:plugin@{CONTRACT_VERSION};")),
+            "CONTRACT_VERSION {CONTRACT_VERSION} is not the version in wit/plugin.wit"
+        );
+    }
+
+    #[test]
+    fn contract_versions_compatible_by_semver() {
+        let imports = |v: &str| {
+            vec![
+                format!("kitsync:plugin/types@{v}"),
+                "wasi:io/streams@0.2.3".to_owned(),
+            ]
+        };
+        assert_eq!(
+            contract_version_of(&imports("0.1.0")).ok(),
+            Some(Some("0.1.0".to_owned()))
+        );
+        assert_eq!(
+            contract_version_of(&imports("0.1.7")).ok(),
+            Some(Some("0.1.7".to_owned()))
+        );
+        assert_eq!(contract_version_of(&[]).ok(), Some(None));
+        for bad in ["0.2.0", "1.0.0", "0.0.9", "x"] {
+            let err = contract_version_of(&imports(bad)).expect_err(bad);
+            assert!(
+                err.to_string().contains(&format!("kitsync:plugin@{bad}")),
+                "{err}"
+            );
+            assert!(err.to_string().contains("0.1.x"), "{err}");
+        }
+        let unversioned = vec!["kitsync:plugin/types".to_owned()];
+        assert!(contract_version_of(&unversioned).is_err());
+        let mixed = vec![
+            "kitsync:plugin/types@0.1.0".to_owned(),
+            "kitsync:plugin/host@0.1.2".to_owned(),
+        ];
+        assert!(contract_version_of(&mixed).is_err());
     }
 
     #[test]

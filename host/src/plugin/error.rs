@@ -90,6 +90,18 @@ pub enum ErrorKind {
         /// Its exports, comma-separated.
         exports: String,
     },
+    /// The component was built for a version of `kitsync:plugin` this host does not implement.
+    #[error(
+        "built for {found}, but this kitsync implements kitsync:plugin@{supported} and loads plugins built for {line} only: rebuild the plugin with an SDK for {line}, or run a kitsync that implements its version"
+    )]
+    IncompatibleContract {
+        /// What the component imports, e.g. `kitsync:plugin@0.2.0`.
+        found: String,
+        /// The host's version of the package.
+        supported: &'static str,
+        /// The versions the host loads, e.g. `0.1.x`.
+        line: String,
+    },
     /// A validator was asked to transform or the reverse.
     #[error("plugin is a {actual}, not a {expected}")]
     WrongWorld {
@@ -178,6 +190,7 @@ impl ErrorKind {
             ErrorKind::Compile(_) => "compile",
             ErrorKind::ForbiddenImport { .. } => "forbidden_import",
             ErrorKind::UnknownWorld { .. } => "unknown_world",
+            ErrorKind::IncompatibleContract { .. } => "incompatible_contract",
             ErrorKind::WrongWorld { .. } => "wrong_world",
             ErrorKind::Trap { .. } => "trap",
             ErrorKind::Deadline { .. } => "deadline",

@@ -12,7 +12,9 @@ mod error;
 mod sandbox;
 
 pub use cache::{CodeCache, CodeSource};
-pub use engine::{Configured, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World, sha256_hex};
+pub use engine::{
+    CONTRACT_VERSION, Configured, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World, sha256_hex,
+};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use sandbox::{EPOCH_TICK, Limits};
 

@@ -448,7 +448,18 @@ impl Pipeline {
                 }),
             }
         })?;
-        let plugin = self.load(&spec.path, bytes, &spec.sha256)?;
+        // A plugin that does not load (a digest mismatch, a forbidden import, another
+        // contract version) is reported at its entry, like a missing one.
+        let plugin = self
+            .load(&spec.path, bytes, &spec.sha256)
+            .map_err(|mut failure| {
+                failure.location = Some(crate::diagnostic::Location {
+                    file: spec.declared_in.clone(),
+                    line: spec.config_line.and_then(|l| u32::try_from(l).ok()).unwrap_or(1),
+                    column: None,
+                });
+                failure
+            })?;
         plugin
             .configure(&spec.config)
             .map(|c| c.for_kit(kit))

@@ -4,7 +4,8 @@ use super::{CheckReport, origin_label};
 use crate::diagnostic::{Finding, Severity};
 use std::fmt::Write;
 
-fn xml(text: &str) -> String {
+/// `text` escaped for XML attribute values and character data.
+pub(crate) fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

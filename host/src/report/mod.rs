@@ -9,6 +9,8 @@ mod junit;
 mod sarif;
 mod text;
 
+pub(crate) use junit::xml as xml_escape;
+
 use crate::diagnostic::{Finding, Severity};
 use crate::diff::ObjectDiff;
 use crate::render::Rendered;

@@ -402,6 +402,17 @@ fn broken_kits_are_blocked_with_clear_errors_and_others_go_on() {
         ),
     );
     repo.write("kits/no-identity/cm.yaml", &deployment("a", ""));
+    // A plugin built for another major version of the contract.
+    let future = super::built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.2.0");
+    std::fs::write(repo.path().join("plugins/future.wasm"), &future).expect("write");
+    repo.write(
+        "kits/incompatible/kit.yaml",
+        &format!(
+            "validate:\n  - plugin: plugins/future.wasm\n    sha256: {}\n",
+            kitsync::plugin::sha256_hex(&future)
+        ),
+    );
+    repo.write("kits/incompatible/cm.yaml", &deployment("a", ""));
     // Two kits claiming one namespace.
     repo.write("kits/claim-a/kit.yaml", "namespace: shared\n");
     repo.write("kits/claim-a/cm.yaml", &deployment("a", ""));
@@ -474,6 +485,14 @@ fn broken_kits_are_blocked_with_clear_errors_and_others_go_on() {
         &["hostile-panic.wasm", "kit trapping", "hostile panic: boom"],
     );
     blocked("no-identity", &["hostile-garbage.wasm", "identity"]);
+    blocked(
+        "incompatible",
+        &[
+            "kits/incompatible/kit.yaml:1 [kitsync/plugin-error]",
+            "plugin plugins/future.wasm: load: built for kitsync:plugin@0.2.0",
+            "loads plugins built for 0.1.x only",
+        ],
+    );
     blocked("claim-a", &["shared", "claim-b"]);
     blocked("claim-b", &["shared", "claim-a"]);
     blocked("escape", &["kits/escape/cm.yaml", "manufracture"]);

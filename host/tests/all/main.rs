@@ -13,6 +13,8 @@ mod first_party;
 mod health;
 mod leader;
 mod notes;
+mod plugin_new;
+mod python;
 mod sandbox;
 mod schema;
 mod serve;
@@ -57,6 +59,32 @@ fn load(engine: &Engine, path: &str) -> Plugin {
     engine
         .load(&name, &bytes, None)
         .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// `bytes` with every `kitsync:plugin/...@0.1.0` name rewritten to `@{version}` (same
+/// length, so the component stays well-formed): the component a plugin built against that
+/// version of the WIT package would import.
+pub(crate) fn built_for(bytes: &[u8], version: &str) -> Vec<u8> {
+    let from = format!("@{}", kitsync::plugin::CONTRACT_VERSION);
+    let to = format!("@{version}");
+    assert_eq!(from.len(), to.len(), "same length keeps the binary valid");
+    let mut out = bytes.to_vec();
+    let mut rewritten = 0;
+    for prefix in ["kitsync:plugin/types", "kitsync:plugin/host"] {
+        let needle = format!("{prefix}{from}");
+        let mut at = 0;
+        while let Some(pos) = out[at..]
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+        {
+            let start = at + pos + prefix.len();
+            out[start..start + to.len()].copy_from_slice(to.as_bytes());
+            at = start + to.len();
+            rewritten += 1;
+        }
+    }
+    assert!(rewritten > 0, "the component names kitsync:plugin@0.1.0");
+    out
 }
 
 /// Parses inline YAML as the manifest file `name`.

@@ -432,3 +432,44 @@ fn a_validator_cannot_be_used_as_a_transformer() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plugin_for_another_major_contract_version_is_refused_at_load_saying_why() {
+    let bytes = super::built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.2.0");
+    let err = engine()
+        .load("future.wasm", &bytes, None)
+        .expect_err("0.2 is not 0.1");
+    assert!(
+        matches!(err.kind, ErrorKind::IncompatibleContract { .. }),
+        "{err}"
+    );
+    assert_eq!(err.phase, Phase::Load);
+    let text = err.to_string();
+    for needle in [
+        "plugin future.wasm: load: built for kitsync:plugin@0.2.0",
+        "implements kitsync:plugin@0.1.0",
+        "built for 0.1.x only",
+    ] {
+        assert!(text.contains(needle), "wanted {needle:?} in {text}");
+    }
+}
+
+#[test]
+fn a_plugin_for_a_newer_compatible_contract_version_loads() {
+    // 0.1.9 only adds what this plugin does not use: semver says it runs on a 0.1.0 host.
+    let bytes = super::built_for(&artifacts::bytes(artifacts::REQUIRED_LABELS), "0.1.9");
+    let plugin = engine()
+        .load("newer.wasm", &bytes, None)
+        .unwrap_or_else(|e| panic!("a 0.1.9 plugin loads on 0.1.0: {e}"));
+    assert!(
+        plugin.imports().iter().any(|i| i == "kitsync:plugin/types@0.1.9"),
+        "{:?}",
+        plugin.imports()
+    );
+    let findings = plugin
+        .configure(&serde_json::json!({"labels": ["team"]}))
+        .expect("config")
+        .validate(&objects("vision.yaml", VISION))
+        .expect("runs");
+    assert_eq!(findings.len(), 2, "{findings:?}");
+}

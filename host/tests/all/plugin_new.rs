@@ -1,0 +1,176 @@
+//! `kitsync plugin new` as a new user runs it: scaffold, build with the one command the
+//! README gives, and `kitsync plugin test .` passes as generated, for both kinds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kitsync(dir: &Path, args: &[&str], target_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(args)
+        .current_dir(dir)
+        .env("KITSYNC_PLUGIN_CACHE", super::cache_dir())
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .expect("kitsync runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Where the generated projects build. One directory per checkout, kept between runs, so
+/// the SDK's dependencies (wit-bindgen and its macros) compile once, not on every run.
+fn target_dir() -> PathBuf {
+    let checkout = kitsync::plugin::sha256_hex(env!("CARGO_MANIFEST_DIR").as_bytes());
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("plugin-new-{}", &checkout[..12]))
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `project`, as the README says, with
+/// none of the outer build's settings.
+fn build(project: &Path, target_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MANIFEST_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building the generated project failed:\n{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn new_plugins_build_and_pass_their_test_as_generated() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let target = target_dir();
+    for (kind, name, case) in [
+        ("validator", "max-replicas", "too-many-replicas"),
+        ("transformer", "add-owner", "sets-annotations"),
+    ] {
+        let out = kitsync(work.path(), &["plugin", "new", name, "--kind", kind], &target);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains("  cargo build --release --target wasm32-wasip2\n  kitsync plugin test .\n"),
+            "{stdout}"
+        );
+        let project = work.path().join(name);
+        let readme = std::fs::read_to_string(project.join("README.md")).expect("README");
+        for command in [
+            "cargo build --release --target wasm32-wasip2",
+            "kitsync plugin test .",
+        ] {
+            assert!(readme.contains(command), "README gives {command:?}");
+        }
+        // Standalone: a workspace of its own, the SDK by path inside the project.
+        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).expect("manifest");
+        assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
+        assert!(
+            manifest.contains("kitsync-plugin = { path = \"vendor/kitsync-plugin\" }"),
+            "{manifest}"
+        );
+        assert!(project.join("wit/plugin.wit").is_file());
+
+        build(&project, &target);
+        let out = kitsync(&project, &["plugin", "test", "."], &target);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.starts_with(&format!("{name} 0.1.0 ({kind}) from ")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.ends_with(&format!("ok   {case}\n1 passed, 0 failed\n")),
+            "{stdout}"
+        );
+        // The generated case checks something: drop its expected finding and the case fails.
+        let expected = project.join("tests").join(case).join("expected.yaml");
+        std::fs::write(&expected, "findings: []\n").expect("write");
+        let out = kitsync(&project, &["plugin", "test", "."], &target);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains(&format!("- rule: {name}/")),
+            "the plugin's finding shows: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn new_refuses_other_languages_bad_names_and_used_directories() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let target = target_dir();
+    for lang in ["js", "python", "go"] {
+        let out = kitsync(
+            work.path(),
+            &["plugin", "new", "demo", "--kind", "validator", "--lang", lang],
+            &target,
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--lang {lang} is not supported yet")),
+            "{stderr}"
+        );
+    }
+    let out = kitsync(
+        work.path(),
+        &["plugin", "new", "Demo_Policy", "--kind", "validator"],
+        &target,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"Demo_Policy\" is not a plugin name"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::create_dir(work.path().join("used")).expect("mkdir");
+    std::fs::write(work.path().join("used/keep.txt"), "mine").expect("write");
+    let out = kitsync(
+        work.path(),
+        &["plugin", "new", "demo", "--kind", "transformer", "--path", "used"],
+        &target,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("used exists and is not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path().join("used")).expect("dir").count(),
+        1,
+        "nothing written"
+    );
+    // Nothing was written for the refused languages either.
+    assert!(!work.path().join("demo").exists());
+}
+
+#[test]
+fn help_shows_examples() {
+    let work = tempfile::tempdir().expect("tempdir");
+    for command in ["new", "test"] {
+        let out = kitsync(work.path(), &["plugin", command, "--help"], &target_dir());
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout.contains("Examples:"), "{stdout}");
+        assert!(
+            stdout.contains("cargo build --release --target wasm32-wasip2"),
+            "{stdout}"
+        );
+    }
+}
