@@ -13,6 +13,7 @@ mod first_party;
 mod health;
 mod leader;
 mod notes;
+mod js;
 mod plugin_new;
 mod python;
 mod sandbox;
