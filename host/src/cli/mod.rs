@@ -59,7 +59,7 @@ pub enum LogFormat {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every kit's pipeline without a cluster and report policy findings.
+    /// Run every kit's pipeline without a cluster and report policy and schema findings.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(check::CheckArgs),
     /// Print each kit's final objects as YAML, after transforms and validation.
@@ -251,8 +251,9 @@ impl FailOn {
 /// Schema validation of every rendered object (a stage of the pipeline).
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// Validate against the built-in schemas of this Kubernetes version (shipped: 1.34, 1.35,
-    /// 1.36) [default: the platform file's schemas.kubernetesVersion, else 1.36].
+    /// Validate against the built-in schemas of this Kubernetes version: 1.34, 1.35 or 1.36
+    /// (`v1.35` and `1.35.4` name 1.35) [default: the platform file's
+    /// schemas.kubernetesVersion, else 1.36].
     #[arg(long, value_name = "VERSION", value_parser = kubernetes_version)]
     pub kubernetes_version: Option<String>,
     /// Unknown fields and kinds without a schema are errors, not warnings (also set by the

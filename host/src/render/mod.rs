@@ -371,7 +371,7 @@ impl Pipeline {
         if !self.settings.schema.skip_for_benchmark {
             let schemas = self
                 .schemas(snapshot, platform)
-                .map_err(|e| Failure::new("kitsync/schema-version", e))?;
+                .map_err(|e| Failure::new("kitsync/schema-config", e))?;
             for (index, violation) in schemas.validate(&objects) {
                 if let Some(object) = objects.get(index) {
                     findings.push(locator.place_violation(&kit.name, object, violation));

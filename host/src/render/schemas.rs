@@ -33,6 +33,16 @@ impl Pipeline {
         {
             return Ok(schemas.clone());
         }
+        if let Some(empty) = platform
+            .schema_dirs
+            .iter()
+            .find(|dir| snapshot.paths_under(dir).next().is_none())
+        {
+            return Err(format!(
+                "{}: schemas.crds names {empty}/, which holds no files at this revision",
+                crate::kit::PLATFORM_FILE
+            ));
+        }
         let crds = crd_documents(snapshot, &platform.schema_dirs);
         let schemas = Arc::new(Schemas::new(&version, strict, &crds)?);
         *cached = Some((key, schemas.clone()));

@@ -26,9 +26,10 @@ pub(super) fn format(report: &CheckReport) -> String {
         let message = escape_data(&format!("{} [{}]", f.diagnostic.message, origin_label(f)));
         match &f.location {
             Some(l) => {
+                let column = l.column.map(|c| format!(",col={c}")).unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "::{command} file={},line={},title={title}::{message}",
+                    "::{command} file={},line={}{column},title={title}::{message}",
                     escape_property(&l.file),
                     l.line
                 );

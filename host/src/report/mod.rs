@@ -18,7 +18,7 @@ use crate::render::Rendered;
 /// Output formats of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Findings as `file:line` with the offending line, then a summary.
+    /// Findings as `file:line[:column]` with the offending line, then a summary.
     Text,
     /// Stable JSON (schema version 1), documented in the README.
     Json,

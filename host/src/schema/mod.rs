@@ -228,7 +228,7 @@ impl Schemas {
             rule: "kitsync/schema-missing",
             pointer: "/kind".into(),
             message: format!(
-                "no schema for {} {}: it is not a built-in kind of Kubernetes {} and no CustomResourceDefinition in the repository defines it, so its objects are not validated (reported once per kind)",
+                "no schema for {} {}: it is not a built-in kind of Kubernetes {} and no CustomResourceDefinition in a kit or in a directory of the platform file's schemas.crds defines it, so its objects are not validated (reported once per kind)",
                 id.api_version, id.kind, self.version
             ),
             unquoted: None,

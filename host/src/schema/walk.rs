@@ -235,10 +235,15 @@ impl Walker {
                 Syntax::DnsLabel => "a DNS-1123 label",
                 _ => "a port name",
             };
+            let hint = if syntax == Syntax::PortName && text.parse::<u16>().is_ok() {
+                format!("; for port number {text}, remove the quotes")
+            } else {
+                String::new()
+            };
             self.report(
                 Severity::Error,
                 "kitsync/syntax-port-name",
-                format!("{field}: \"{text}\" is not {what}: it {why}"),
+                format!("{field}: \"{text}\" is not {what}: it {why}{hint}"),
             );
         }
     }

@@ -181,6 +181,11 @@ fn what_the_server_refuses_in_text_is_caught_by_check() {
         "{}",
         found[1].3
     );
+    assert!(
+        found[1].3.contains("for port number 8080, remove the quotes"),
+        "{}",
+        found[1].3
+    );
 }
 
 #[test]
@@ -302,6 +307,17 @@ fn a_crd_in_the_repository_validates_its_custom_resources() {
         .map(|(r, _, _, _)| r)
         .collect();
     assert_eq!(rules, ["kitsync/schema-missing"], "{report:#}");
+    // A directory named there that holds nothing (a typo) is an error, not a silent no-op.
+    std::fs::write(user.path().join("kitsync.yaml"), "schemas: {crds: [shemas]}\n").expect("platform");
+    let (code, report) = check_json(user.path(), &[]);
+    assert_eq!(code, 1);
+    let found = findings(&report, "user");
+    assert!(
+        found
+            .iter()
+            .any(|(r, _, _, m)| r == "kitsync/schema-config" && m.contains("schemas.crds names shemas/")),
+        "{report:#}"
+    );
 }
 
 #[test]
