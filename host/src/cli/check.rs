@@ -404,8 +404,9 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
     let rendered = host.render(&args.input, &head, &discovery, |name| wanted.contains(name))?;
     let mut failed = false;
     for r in &rendered {
-        if let Some(reason) = &r.failed {
-            failed = true;
+        // Findings go to stderr (warnings too: an unknown field is still in the YAML below);
+        // stdout stays the objects.
+        if r.failed.is_some() || !r.findings.is_empty() {
             let report = CheckReport {
                 revision: head.revision.clone(),
                 base: None,
@@ -416,6 +417,9 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
                 revision_findings: Vec::new(),
             };
             eprint!("{}", report.format(Format::Text));
+        }
+        if let Some(reason) = &r.failed {
+            failed = true;
             eprintln!("kit {}: not rendered: {reason}", r.kit);
             continue;
         }
@@ -431,7 +435,9 @@ pub(super) fn render(args: &RenderArgs) -> Result<Outcome> {
         );
     }
     if failed {
-        bail!("some kits could not be rendered");
+        // As `check`: a refused kit is exit 1, usage and internal errors exit 2.
+        eprintln!("some kits could not be rendered");
+        return Ok(Outcome::Findings);
     }
     Ok(Outcome::Clean)
 }

@@ -64,7 +64,7 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print each kit's final objects as YAML, after transforms and validation.
     #[command(
-        after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture"
+        after_help = "Examples:\n  kitsync render examples\n  kitsync render examples --kit manufracture\n\nFindings (warnings too) go to stderr, the objects to stdout.\nExit status: 0 every kit rendered, 1 a kit was refused, 2 usage or internal error."
     )]
     Render(check::RenderArgs),
     /// Apply one kit (or a plain directory of YAML) to the cluster, once.

@@ -235,6 +235,30 @@ fn names_keyed_lists_and_unknown_fields_with_strict() {
         .filter(|(r, _)| r.ends_with("unknown-field") || r.ends_with("schema-missing"))
         .collect();
     assert!(severities.iter().all(|(_, s)| s == "warning"), "{severities:?}");
+    // render prints the objects on stdout and every finding, warnings too, on stderr.
+    std::fs::write(
+        dir.path().join("kits/web/deploy.yaml"),
+        deployment
+            .replace("name: Web", "name: web")
+            .replace("            - {name: A, value: \"2\"}\n", "")
+            .replace("metrics-endpoint-1", "metrics"),
+    )
+    .expect("write");
+    let out = kitsync(&["render", dir.path().to_str().expect("utf-8")]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("kind: Deployment") && !stdout.contains("warning"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("kits/web/deploy.yaml:6:3: warning [kitsync/schema-unknown-field]"),
+        "{stderr}"
+    );
+    std::fs::write(dir.path().join("kits/web/deploy.yaml"), deployment).expect("write");
     // --strict makes them errors, as the platform file's schemas.strict does.
     for (extra, platform) in [(vec!["--strict"], "{}\n"), (vec![], "schemas: {strict: true}\n")] {
         std::fs::write(dir.path().join("kitsync.yaml"), platform).expect("platform");
