@@ -164,6 +164,7 @@ cannot be read, or a component that cannot be found or loaded.";
 const PLUGIN_NEW_HELP: &str = "Examples:
   kitsync plugin new max-replicas --kind validator
   kitsync plugin new add-owner --kind transformer --path policies/add-owner
+  kitsync plugin new max-replicas --kind validator --lang python   # or --lang js
 
 Writes a standalone Rust project: src/lib.rs with one rule, a fixture case in tests/, the
 plugin SDK in vendor/kitsync-plugin/ and the WIT contract in wit/ (copies, so it builds
@@ -172,9 +173,11 @@ outside kitsync's repository) and a README. Then:
   cargo build --release --target wasm32-wasip2
   kitsync plugin test .
 
---lang js, python and go are not supported yet.
+--lang python and --lang js write a validator (app.py / app.js, the same rule and case) built
+by ./build, which installs the pinned componentize-py or componentize-js outside the project
+on first use (python3 with venv, or Node.js 20+ with npm). --lang go is not supported yet.
 Exit status: 0 written, 2 error (a bad name, a directory that is not empty, an unsupported
-language).";
+language or kind).";
 
 /// `kitsync plugin ...`
 #[derive(Debug, Subcommand)]

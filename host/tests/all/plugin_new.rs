@@ -114,18 +114,27 @@ fn new_plugins_build_and_pass_their_test_as_generated() {
 fn new_refuses_other_languages_bad_names_and_used_directories() {
     let work = tempfile::tempdir().expect("tempdir");
     let target = target_dir();
-    for lang in ["js", "python", "go"] {
+    let out = kitsync(
+        work.path(),
+        &["plugin", "new", "demo", "--kind", "validator", "--lang", "go"],
+        &target,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--lang go is not supported yet"), "{stderr}");
+    for lang in ["js", "python"] {
         let out = kitsync(
             work.path(),
-            &["plugin", "new", "demo", "--kind", "validator", "--lang", lang],
+            &["plugin", "new", "demo", "--kind", "transformer", "--lang", lang],
             &target,
         );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
-            stderr.contains(&format!("--lang {lang} is not supported yet")),
+            stderr.contains(&format!("--lang {lang} writes validators only")),
             "{stderr}"
         );
+        assert!(!work.path().join("demo").exists(), "nothing written");
     }
     let out = kitsync(
         work.path(),
@@ -171,6 +180,83 @@ fn help_shows_examples() {
         assert!(
             stdout.contains("cargo build --release --target wasm32-wasip2"),
             "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn python_and_javascript_validators_build_and_pass_their_test_as_generated() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let target = target_dir();
+    // The build tools are installed by the generated script when missing, into directories
+    // kept between runs.
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (lang, name, source) in [
+        ("python", "max-replicas-py", "app.py"),
+        ("js", "max-replicas-js", "app.js"),
+    ] {
+        let out = kitsync(
+            work.path(),
+            &["plugin", "new", name, "--kind", "validator", "--lang", lang],
+            &target,
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains("  ./build\n  kitsync plugin test .\n"),
+            "{stdout}"
+        );
+        let project = work.path().join(name);
+        let readme = std::fs::read_to_string(project.join("README.md")).expect("README");
+        assert!(
+            readme.contains("./build") && readme.contains("kitsync plugin test ."),
+            "{readme}"
+        );
+        assert!(project.join(source).exists() && project.join("wit/plugin.wit").exists());
+
+        // The one documented command.
+        let build = Command::new(project.join("build"))
+            .current_dir(&project)
+            .env("KITSYNC_PYTHON_VENV", tmp.join("python-plugins-venv"))
+            .env("KITSYNC_JS_PLUGIN_TOOLS", tmp.join("js-plugin-tools"))
+            .output()
+            .expect("./build runs");
+        assert!(
+            build.status.success(),
+            "{lang}: ./build failed:\n{}{}",
+            text(&build.stdout),
+            text(&build.stderr)
+        );
+        let component = project.join(format!("{}.wasm", name.replace('-', "_")));
+        assert!(component.exists(), "{lang}: no {}", component.display());
+
+        let out = kitsync(&project, &["plugin", "test", "."], &target);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{lang}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains("1 passed, 0 failed"), "{lang}: {stdout}");
+
+        // The rule is real: another limit changes the findings, and the case fails with a diff.
+        std::fs::write(
+            project.join("tests/too-many-replicas/config.yaml"),
+            "maxReplicas: 30\n",
+        )
+        .expect("write");
+        let out = kitsync(&project, &["plugin", "test", "."], &target);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{lang}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains("asks for 20 replicas"),
+            "{lang}: the missing finding is shown: {stdout}"
         );
     }
 }

@@ -1,6 +1,7 @@
-//! `kitsync plugin new NAME --kind validator|transformer --lang rust`: writes a standalone
-//! plugin project that builds with `cargo build --release --target wasm32-wasip2` and passes
-//! `kitsync plugin test .` as written.
+//! `kitsync plugin new NAME --kind validator|transformer --lang rust|python|js`: writes a
+//! standalone plugin project that builds with one command (`cargo build --release --target
+//! wasm32-wasip2`, or `./build` for Python and JavaScript, [`script`]) and passes `kitsync
+//! plugin test .` as written.
 //!
 //! The project depends on the SDK by path, on a copy written into `vendor/kitsync-plugin/`
 //! together with the WIT package in `wit/`, both embedded in this binary: the SDK is not on
@@ -8,6 +9,8 @@
 //! it. The copy is the SDK this kitsync was built with, so the plugin targets the contract
 //! version this host loads. `plugins/Cargo.lock` becomes the project's lock file, so its
 //! dependencies start at the versions the first-party plugins are built and audited with.
+
+mod script;
 
 use super::Outcome;
 use anyhow::{Context, Result, bail};
@@ -27,9 +30,9 @@ pub enum Kind {
 pub enum Lang {
     /// Rust with the kitsync-plugin SDK.
     Rust,
-    /// JavaScript (not supported yet).
+    /// JavaScript, built by componentize-js (validators).
     Js,
-    /// Python (not supported yet).
+    /// Python, built by componentize-py (validators).
     Python,
     /// Go (not supported yet).
     Go,
@@ -56,34 +59,37 @@ pub struct NewArgs {
 const SDK_SOURCES: &[(&str, &str)] = &[
     (
         "bindings.rs",
-        include_str!("../../../plugins/sdk/src/bindings.rs"),
+        include_str!("../../../../plugins/sdk/src/bindings.rs"),
     ),
-    ("config.rs", include_str!("../../../plugins/sdk/src/config.rs")),
-    ("export.rs", include_str!("../../../plugins/sdk/src/export.rs")),
-    ("image.rs", include_str!("../../../plugins/sdk/src/image.rs")),
-    ("lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),
-    ("log.rs", include_str!("../../../plugins/sdk/src/log.rs")),
-    ("names.rs", include_str!("../../../plugins/sdk/src/names.rs")),
-    ("pointer.rs", include_str!("../../../plugins/sdk/src/pointer.rs")),
-    ("types.rs", include_str!("../../../plugins/sdk/src/types.rs")),
+    ("config.rs", include_str!("../../../../plugins/sdk/src/config.rs")),
+    ("export.rs", include_str!("../../../../plugins/sdk/src/export.rs")),
+    ("image.rs", include_str!("../../../../plugins/sdk/src/image.rs")),
+    ("lib.rs", include_str!("../../../../plugins/sdk/src/lib.rs")),
+    ("log.rs", include_str!("../../../../plugins/sdk/src/log.rs")),
+    ("names.rs", include_str!("../../../../plugins/sdk/src/names.rs")),
+    (
+        "pointer.rs",
+        include_str!("../../../../plugins/sdk/src/pointer.rs"),
+    ),
+    ("types.rs", include_str!("../../../../plugins/sdk/src/types.rs")),
     (
         "workload.rs",
-        include_str!("../../../plugins/sdk/src/workload.rs"),
+        include_str!("../../../../plugins/sdk/src/workload.rs"),
     ),
 ];
-const SDK_MANIFEST: &str = include_str!("../../../plugins/sdk/Cargo.toml");
-const PLUGINS_WORKSPACE: &str = include_str!("../../../plugins/Cargo.toml");
-const PLUGINS_LOCK: &str = include_str!("../../../plugins/Cargo.lock");
-const WIT: &str = include_str!("../../../wit/plugin.wit");
+const SDK_MANIFEST: &str = include_str!("../../../../plugins/sdk/Cargo.toml");
+const PLUGINS_WORKSPACE: &str = include_str!("../../../../plugins/Cargo.toml");
+const PLUGINS_LOCK: &str = include_str!("../../../../plugins/Cargo.lock");
+const WIT: &str = include_str!("../../../../wit/plugin.wit");
 /// Our formatting settings, which the SDK's sources and the templates follow.
-const RUSTFMT: &str = include_str!("../../../rustfmt.toml");
+const RUSTFMT: &str = include_str!("../../../../rustfmt.toml");
 
-const TEMPLATE_MANIFEST: &str = include_str!("../../templates/plugin-rust/Cargo.toml.in");
-const TEMPLATE_SDK_MANIFEST: &str = include_str!("../../templates/plugin-rust/sdk-Cargo.toml.in");
-const TEMPLATE_README: &str = include_str!("../../templates/plugin-rust/README.md.in");
-const TEMPLATE_GITIGNORE: &str = include_str!("../../templates/plugin-rust/gitignore");
-const TEMPLATE_VALIDATOR: &str = include_str!("../../templates/plugin-rust/validator.rs.in");
-const TEMPLATE_TRANSFORMER: &str = include_str!("../../templates/plugin-rust/transformer.rs.in");
+const TEMPLATE_MANIFEST: &str = include_str!("../../../templates/plugin-rust/Cargo.toml.in");
+const TEMPLATE_SDK_MANIFEST: &str = include_str!("../../../templates/plugin-rust/sdk-Cargo.toml.in");
+const TEMPLATE_README: &str = include_str!("../../../templates/plugin-rust/README.md.in");
+const TEMPLATE_GITIGNORE: &str = include_str!("../../../templates/plugin-rust/gitignore");
+const TEMPLATE_VALIDATOR: &str = include_str!("../../../templates/plugin-rust/validator.rs.in");
+const TEMPLATE_TRANSFORMER: &str = include_str!("../../../templates/plugin-rust/transformer.rs.in");
 
 /// A kind's fixture case: (case name, [(file, template)]).
 fn case(kind: Kind) -> (&'static str, Vec<(&'static str, &'static str)>) {
@@ -92,7 +98,7 @@ fn case(kind: Kind) -> (&'static str, Vec<(&'static str, &'static str)>) {
             (
                 $file,
                 include_str!(concat!(
-                    "../../templates/plugin-rust/cases/",
+                    "../../../templates/plugin-rust/cases/",
                     $kind,
                     "/",
                     $case,
@@ -126,16 +132,22 @@ fn case(kind: Kind) -> (&'static str, Vec<(&'static str, &'static str)>) {
 /// Runs `kitsync plugin new`: checks the name and directory, writes the project, prints the
 /// next commands.
 pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
-    if args.lang != Lang::Rust {
-        let lang = match args.lang {
-            Lang::Js => "js",
-            Lang::Python => "python",
-            _ => "go",
-        };
+    let lang = match args.lang {
+        Lang::Rust => "rust",
+        Lang::Js => "js",
+        Lang::Python => "python",
+        Lang::Go => "go",
+    };
+    if args.lang == Lang::Go {
         bail!(
-            "--lang {lang} is not supported yet: `kitsync plugin new` writes Rust projects (--lang rust). \
+            "--lang go is not supported yet: `kitsync plugin new` writes Rust, Python and JavaScript projects. \
              The contract (WIT package kitsync:plugin@{}) is language-neutral; see plugins/README.md",
             crate::plugin::CONTRACT_VERSION
+        );
+    }
+    if args.lang != Lang::Rust && args.kind == Kind::Transformer {
+        bail!(
+            "--lang {lang} writes validators only for now: use --kind validator, or --lang rust for a transformer"
         );
     }
     check_name(&args.name)?;
@@ -147,13 +159,24 @@ pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
     } else if dir.exists() {
         bail!("{} exists and is not a directory", dir.display());
     }
-    let files = project(&args.name, args.kind)?;
-    for (path, text) in &files {
+    let files: Vec<(String, String, bool)> = match args.lang {
+        Lang::Rust => project(&args.name, args.kind)?
+            .into_iter()
+            .map(|(path, text)| (path, text, false))
+            .collect(),
+        other => script::project(&args.name, other)?,
+    };
+    for (path, text, executable) in &files {
         let file = dir.join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        if *executable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", file.display()))?;
+        }
     }
     let kind = match args.kind {
         Kind::Validator => "validator",
@@ -167,9 +190,18 @@ pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
     );
     outln!("Build it and run its test case:");
     outln!("  cd {}", shell_word(&dir));
-    outln!("  cargo build --release --target wasm32-wasip2");
-    outln!("  kitsync plugin test .");
-    outln!("(once per machine: rustup target add wasm32-wasip2). README.md says more.");
+    match args.lang {
+        Lang::Rust => {
+            outln!("  cargo build --release --target wasm32-wasip2");
+            outln!("  kitsync plugin test .");
+            outln!("(once per machine: rustup target add wasm32-wasip2). README.md says more.");
+        }
+        _ => {
+            outln!("  ./build");
+            outln!("  kitsync plugin test .");
+            outln!("(the first build installs its pinned tool outside the project). README.md says more.");
+        }
+    }
     Ok(Outcome::Clean)
 }
 

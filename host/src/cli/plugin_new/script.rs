@@ -1,0 +1,88 @@
+//! `kitsync plugin new --lang python|js`: a validator project built by the language's
+//! component tool (componentize-py, componentize-js) through a `./build` script that installs
+//! the pinned tool outside the project when missing, with the same rule and fixture case as
+//! the Rust template. The templates follow the examples in `plugins/python` and `plugins/js`,
+//! which a test checks against the Rust plugins' cases.
+
+use super::{Lang, WIT, case, fill};
+use crate::cli::plugin_new::Kind;
+use anyhow::Result;
+
+const PYTHON_APP: &str = include_str!("../../../templates/plugin-python/app.py.in");
+const PYTHON_BUILD: &str = include_str!("../../../templates/plugin-python/build.in");
+const JS_APP: &str = include_str!("../../../templates/plugin-js/app.js.in");
+const JS_BUILD: &str = include_str!("../../../templates/plugin-js/build.in");
+const README: &str = include_str!("../../../templates/plugin-script-README.md.in");
+/// The JavaScript tools' pins: the example's, so the version a test proved is the one written.
+const JS_PACKAGE: &str = include_str!("../../../../plugins/js/required-labels/package.json");
+const JS_LOCK: &str = include_str!("../../../../plugins/js/required-labels/package-lock.json");
+/// The componentize-py version the Python example is built and tested with.
+pub(super) const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// Every file of a `lang` validator project named `name`; the second element says whether
+/// the file is executable.
+pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, bool)>> {
+    let crate_name = name.replace('-', "_");
+    let (language, tool, source, app, build, requirements, extra_rows) = match lang {
+        Lang::Python => (
+            "Python",
+            "componentize-py",
+            "app.py",
+            PYTHON_APP,
+            PYTHON_BUILD,
+            "It needs `python3` with `venv`; the first build downloads componentize-py from PyPI.",
+            "",
+        ),
+        _ => (
+            "JavaScript",
+            "componentize-js",
+            "app.js",
+            JS_APP,
+            JS_BUILD,
+            "It needs Node.js (20 or later) and npm; the first build downloads componentize-js from the npm registry.",
+            "\n| `tools/` | the build tool's pins (`package.json`, `package-lock.json`) |",
+        ),
+    };
+    let values: Vec<(&str, &str)> = vec![
+        ("name", name),
+        ("crate", &crate_name),
+        ("language", language),
+        ("tool", tool),
+        ("source", source),
+        ("requirements", requirements),
+        ("extra_rows", extra_rows),
+        ("contract", crate::plugin::CONTRACT_VERSION),
+        ("kitsync_version", env!("CARGO_PKG_VERSION")),
+        ("componentize_py", COMPONENTIZE_PY),
+    ];
+    let fill = |template: &str| fill(template, &values);
+    let mut files = vec![
+        (source.to_owned(), fill(app)?, false),
+        ("build".to_owned(), fill(build)?, true),
+        ("README.md".to_owned(), fill(README)?, false),
+        ("wit/plugin.wit".to_owned(), WIT.to_owned(), false),
+        (".gitignore".to_owned(), "/*.wasm\n".to_owned(), false),
+    ];
+    if lang == Lang::Js {
+        // A fixed name for the tools' package: one install serves every such project.
+        let tools = |text: &str| {
+            text.replace("kitsync-required-labels-js", "kitsync-plugin-tools")
+                .replace(
+                    "required-labels for kitsync in JavaScript, built into a component by ./build",
+                    "kitsync plugin build tools (componentize-js), installed by ./build",
+                )
+        };
+        files.push(("tools/package.json".to_owned(), tools(JS_PACKAGE), false));
+        files.push(("tools/package-lock.json".to_owned(), tools(JS_LOCK), false));
+    }
+    let (case_name, case_files) = case(Kind::Validator);
+    let case_values = [("name", name)];
+    for (file, template) in case_files {
+        files.push((
+            format!("tests/{case_name}/{file}"),
+            super::fill(template, &case_values)?,
+            false,
+        ));
+    }
+    Ok(files)
+}
