@@ -10,6 +10,7 @@ mod corpus;
 mod deploy;
 mod drift;
 mod first_party;
+mod go;
 mod health;
 mod leader;
 mod notes;

@@ -1,0 +1,3 @@
+module kitsync.example/plugins/go/required-labels
+
+go 1.26
