@@ -114,15 +114,7 @@ fn new_plugins_build_and_pass_their_test_as_generated() {
 fn new_refuses_other_languages_bad_names_and_used_directories() {
     let work = tempfile::tempdir().expect("tempdir");
     let target = target_dir();
-    let out = kitsync(
-        work.path(),
-        &["plugin", "new", "demo", "--kind", "validator", "--lang", "go"],
-        &target,
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--lang go is not supported yet"), "{stderr}");
-    for lang in ["js", "python"] {
+    for lang in ["js", "python", "go"] {
         let out = kitsync(
             work.path(),
             &["plugin", "new", "demo", "--kind", "transformer", "--lang", lang],
@@ -185,7 +177,7 @@ fn help_shows_examples() {
 }
 
 #[test]
-fn python_and_javascript_validators_build_and_pass_their_test_as_generated() {
+fn python_javascript_and_go_validators_build_and_pass_their_test_as_generated() {
     let work = tempfile::tempdir().expect("tempdir");
     let target = target_dir();
     // The build tools are installed by the generated script when missing, into directories

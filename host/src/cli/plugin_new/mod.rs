@@ -34,7 +34,7 @@ pub enum Lang {
     Js,
     /// Python, built by componentize-py (validators).
     Python,
-    /// Go (not supported yet).
+    /// Go, with Go's own wasip1 target and wasm-tools (validators).
     Go,
 }
 
@@ -138,13 +138,6 @@ pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
         Lang::Python => "python",
         Lang::Go => "go",
     };
-    if args.lang == Lang::Go {
-        bail!(
-            "--lang go is not supported yet: `kitsync plugin new` writes Rust, Python and JavaScript projects. \
-             The contract (WIT package kitsync:plugin@{}) is language-neutral; see plugins/README.md",
-            crate::plugin::CONTRACT_VERSION
-        );
-    }
     if args.lang != Lang::Rust && args.kind == Kind::Transformer {
         bail!(
             "--lang {lang} writes validators only for now: use --kind validator, or --lang rust for a transformer"

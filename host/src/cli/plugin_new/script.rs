@@ -1,8 +1,9 @@
-//! `kitsync plugin new --lang python|js`: a validator project built by the language's
-//! component tool (componentize-py, componentize-js) through a `./build` script that installs
-//! the pinned tool outside the project when missing, with the same rule and fixture case as
-//! the Rust template. The templates follow the examples in `plugins/python` and `plugins/js`,
-//! which a test checks against the Rust plugins' cases.
+//! `kitsync plugin new --lang python|js|go`: a validator project built by the language's
+//! component tool (componentize-py, componentize-js, Go's wasip1 target with wasm-tools)
+//! through a `./build` script that installs the pinned tool outside the project when missing,
+//! with the same rule and fixture case as the Rust template. The templates follow the examples
+//! in `plugins/python`, `plugins/js` and `plugins/go`, which tests check against the Rust
+//! plugins' cases; the Go project carries the example's hand-written ABI and WASI stubs.
 
 use super::{Lang, WIT, case, fill};
 use crate::cli::plugin_new::Kind;
@@ -12,6 +13,15 @@ const PYTHON_APP: &str = include_str!("../../../templates/plugin-python/app.py.i
 const PYTHON_BUILD: &str = include_str!("../../../templates/plugin-python/build.in");
 const JS_APP: &str = include_str!("../../../templates/plugin-js/app.js.in");
 const JS_BUILD: &str = include_str!("../../../templates/plugin-js/build.in");
+const GO_MAIN: &str = include_str!("../../../templates/plugin-go/main.go.in");
+const GO_BUILD: &str = include_str!("../../../templates/plugin-go/build.in");
+const GO_ABI: &str = include_str!("../../../../plugins/go/required-labels/internal/plugin/abi.go");
+const GO_PLUGIN: &str = include_str!("../../../../plugins/go/required-labels/internal/plugin/plugin.go");
+const GO_STUBS: &str =
+    include_str!("../../../../plugins/go/required-labels/wasi-stubs/wasi_snapshot_preview1.wat");
+const GO_STUBS_WIT: &str = include_str!("../../../../plugins/go/required-labels/wasi-stubs/stubs.wit");
+/// The wasm-tools version the Go example is built and tested with.
+const WASM_TOOLS: &str = "1.263.0";
 const README: &str = include_str!("../../../templates/plugin-script-README.md.in");
 /// The JavaScript tools' pins: the example's, so the version a test proved is the one written.
 const JS_PACKAGE: &str = include_str!("../../../../plugins/js/required-labels/package.json");
@@ -32,6 +42,15 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
             PYTHON_BUILD,
             "It needs `python3` with `venv`; the first build downloads componentize-py from PyPI.",
             "",
+        ),
+        Lang::Go => (
+            "Go",
+            "Go's wasip1 target and wasm-tools",
+            "main.go",
+            GO_MAIN,
+            GO_BUILD,
+            "It needs Go 1.24 or later and cargo; the first build installs wasm-tools from crates.io (a few minutes).",
+            "\n| `internal/plugin/` | the world's Go types and canonical ABI, by hand |\n| `wasi-stubs/` | answers Go's runtime's WASI calls inside the component |\n| `go.mod` | the module |",
         ),
         _ => (
             "JavaScript",
@@ -54,6 +73,8 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
         ("contract", crate::plugin::CONTRACT_VERSION),
         ("kitsync_version", env!("CARGO_PKG_VERSION")),
         ("componentize_py", COMPONENTIZE_PY),
+        ("wasm_tools", WASM_TOOLS),
+        ("module", name),
     ];
     let fill = |template: &str| fill(template, &values);
     let mut files = vec![
@@ -63,6 +84,21 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
         ("wit/plugin.wit".to_owned(), WIT.to_owned(), false),
         (".gitignore".to_owned(), "/*.wasm\n".to_owned(), false),
     ];
+    if lang == Lang::Go {
+        files.push(("go.mod".to_owned(), format!("module {name}\n\ngo 1.24\n"), false));
+        files.push(("internal/plugin/abi.go".to_owned(), GO_ABI.to_owned(), false));
+        files.push((
+            "internal/plugin/plugin.go".to_owned(),
+            GO_PLUGIN.to_owned(),
+            false,
+        ));
+        files.push((
+            "wasi-stubs/wasi_snapshot_preview1.wat".to_owned(),
+            GO_STUBS.to_owned(),
+            false,
+        ));
+        files.push(("wasi-stubs/stubs.wit".to_owned(), GO_STUBS_WIT.to_owned(), false));
+    }
     if lang == Lang::Js {
         // A fixed name for the tools' package: one install serves every such project.
         let tools = |text: &str| {
