@@ -141,6 +141,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench -p kitsync --bench plugins -- render`: only the whole render (for profiling).
+    if std::env::args().any(|a| a == "render") {
+        whole_render();
+        return;
+    }
     let objects = deployments();
     println!(
         "kitsync plugin engine, {OBJECTS} Deployments, {ROUNDS} rounds, profile {}",
@@ -217,8 +222,12 @@ fn whole_render() {
         let first = pipeline.render(&snapshot, platform, kit);
         assert!(first.failed.is_none(), "the kit renders: {:?}", first.findings);
         assert_eq!(first.objects.len(), OBJECTS);
-        let mut times = Vec::with_capacity(20);
-        for _ in 0..20 {
+        let rounds = std::env::var("KITSYNC_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(20);
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
             let started = Instant::now();
             drop(pipeline.render(&snapshot, platform, kit));
             times.push(started.elapsed());
