@@ -234,7 +234,11 @@ fn whole_render() {
         }
         println!(
             "whole render of a {OBJECTS}-object kit, 5 plugins{:<24} p50 {:>9} | min {:>9}",
-            if skip_schemas { ", schema stage skipped" } else { ", with the schema stage" },
+            if skip_schemas {
+                ", schema stage skipped"
+            } else {
+                ", with the schema stage"
+            },
             ms(percentile(&mut times, 0.5)),
             ms(times[0]),
         );

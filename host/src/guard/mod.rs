@@ -59,7 +59,10 @@ impl ClusterCrds {
                     if text("/spec/scope") != Some("Cluster") {
                         return None;
                     }
-                    Some((text("/spec/group")?.to_owned(), text("/spec/names/kind")?.to_owned()))
+                    Some((
+                        text("/spec/group")?.to_owned(),
+                        text("/spec/names/kind")?.to_owned(),
+                    ))
                 })
                 .collect(),
         )
@@ -130,9 +133,7 @@ pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
                 map.remove("status");
             }
         }
-        if object.id.namespace.is_some()
-            && crds.scopes(&object.id.kind, &object.id.api_version)
-        {
+        if object.id.namespace.is_some() && crds.scopes(&object.id.kind, &object.id.api_version) {
             let stray = object.id.namespace.take().unwrap_or_default();
             if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                 metadata.remove("namespace");

@@ -330,7 +330,9 @@ impl Pipeline {
             };
             let input = encoded.get_or_insert_with(|| Encoded::new(&objects));
             let output = self
-                .timed(&spec.path, "transform", || policy.transform_encoded(&objects, input))
+                .timed(&spec.path, "transform", || {
+                    policy.transform_encoded(&objects, input)
+                })
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
             let previous = std::mem::replace(&mut objects, output.objects);
