@@ -40,17 +40,42 @@ const CLUSTER_SCOPED: &[&str] = &[
 
 /// Whether objects of `kind` are cluster-scoped, given the CRDs the kit itself defines.
 pub fn is_cluster_scoped(kind: &str, api_version: &str, kit_objects: &[Object]) -> bool {
-    // A CRD may reuse a built-in kind name in its own group; only built-in groups count here.
-    if CLUSTER_SCOPED.contains(&kind) && is_builtin_group(api_version) {
-        return true;
+    ClusterCrds::of(kit_objects).scopes(kind, api_version)
+}
+
+/// The (group, kind) pairs a kit's own CRDs declare cluster-scoped. The guards ask about
+/// every object of a kit; reading the CRDs once per pass keeps that linear (a scan of the
+/// whole kit per object was quadratic) and needs no copy of the kit while it is changed.
+struct ClusterCrds(Vec<(String, String)>);
+
+impl ClusterCrds {
+    fn of(objects: &[Object]) -> Self {
+        ClusterCrds(
+            objects
+                .iter()
+                .filter(|o| o.id.kind == "CustomResourceDefinition")
+                .filter_map(|o| {
+                    let text = |pointer| o.value.pointer(pointer).and_then(|v| v.as_str());
+                    if text("/spec/scope") != Some("Cluster") {
+                        return None;
+                    }
+                    Some((
+                        text("/spec/group")?.to_owned(),
+                        text("/spec/names/kind")?.to_owned(),
+                    ))
+                })
+                .collect(),
+        )
     }
-    let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
-    kit_objects.iter().any(|o| {
-        o.id.kind == "CustomResourceDefinition"
-            && o.value.pointer("/spec/group").and_then(|g| g.as_str()) == Some(group)
-            && o.value.pointer("/spec/names/kind").and_then(|k| k.as_str()) == Some(kind)
-            && o.value.pointer("/spec/scope").and_then(|s| s.as_str()) == Some("Cluster")
-    })
+
+    fn scopes(&self, kind: &str, api_version: &str) -> bool {
+        // A CRD may reuse a built-in kind name in its own group; only built-in groups count here.
+        if CLUSTER_SCOPED.contains(&kind) && is_builtin_group(api_version) {
+            return true;
+        }
+        let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+        self.0.iter().any(|(g, k)| g == group && k == kind)
+    }
 }
 
 fn is_builtin_group(api_version: &str) -> bool {
@@ -88,7 +113,8 @@ fn finding(rule: &str, object: &Object, path: &str, message: String) -> Diagnost
 /// `metadata.namespace` on a cluster-scoped kind is dropped (it means nothing there, and left
 /// in it would give one live object two identities in the inventory). Info findings.
 pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
-    let snapshot: Vec<Object> = objects.to_vec();
+    // Dropping `status` or a namespace never changes a CRD's spec: read once, up front.
+    let crds = ClusterCrds::of(objects);
     let mut notes = Vec::new();
     for object in objects.iter_mut() {
         let Some(map) = object.value.as_object_mut() else {
@@ -107,9 +133,7 @@ pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
                 map.remove("status");
             }
         }
-        if object.id.namespace.is_some()
-            && is_cluster_scoped(&object.id.kind, &object.id.api_version, &snapshot)
-        {
+        if object.id.namespace.is_some() && crds.scopes(&object.id.kind, &object.id.api_version) {
             let stray = object.id.namespace.take().unwrap_or_default();
             if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                 metadata.remove("namespace");
@@ -135,9 +159,10 @@ pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
 /// have none, and the ownership label on every object. Normalizes first ([`normalize`]).
 pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) {
     normalize(objects);
-    let snapshot: Vec<Object> = objects.to_vec();
+    // Defaults touch metadata only, never a CRD's spec: read once, up front.
+    let crds = ClusterCrds::of(objects);
     for object in objects.iter_mut() {
-        let cluster = is_cluster_scoped(&object.id.kind, &object.id.api_version, &snapshot);
+        let cluster = crds.scopes(&object.id.kind, &object.id.api_version);
         let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
             continue;
         };
@@ -157,8 +182,9 @@ pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) {
 /// Checks every object against the kit's scope; returns one error finding per violation.
 pub fn check(scope: &Scope<'_>, objects: &[Object]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let crds = ClusterCrds::of(objects);
     for object in objects {
-        let cluster = is_cluster_scoped(&object.id.kind, &object.id.api_version, objects);
+        let cluster = crds.scopes(&object.id.kind, &object.id.api_version);
         match (&object.id.namespace, cluster) {
             (Some(ns), false) if ns == scope.host_namespace => out.push(finding(
                 "host-namespace",

@@ -13,7 +13,8 @@ mod sandbox;
 
 pub use cache::{CodeCache, CodeSource};
 pub use engine::{
-    CONTRACT_VERSION, Configured, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World, sha256_hex,
+    CONTRACT_VERSION, Configured, Encoded, Engine, EngineConfig, Metadata, Plugin, TransformOutput, World,
+    sha256_hex,
 };
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use sandbox::{EPOCH_TICK, Limits};

@@ -19,7 +19,7 @@ use crate::kit::{Discovery, Kit, Platform, PluginSpec};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::object::{Object, ObjectRef};
-use crate::plugin::{Configured, Engine, Plugin};
+use crate::plugin::{Configured, Encoded, Engine, Plugin};
 use crate::redact::SecretValues;
 use crate::schema::Schemas;
 use crate::source::Snapshot;
@@ -319,20 +319,27 @@ impl Pipeline {
         if !failures.is_empty() {
             return Err(report_all(failures, &kit.name, locator, findings));
         }
+        // The objects as plugins receive them, encoded once and shared by every plugin of
+        // the kit; after a transformer only the objects it changed are encoded again.
+        let mut encoded: Option<Encoded> = None;
         let transforms_count = kit.transform.len() + platform.transform.len();
         let transforms = kit.transform.iter().chain(&platform.transform).enumerate();
         for (i, spec) in transforms {
             let Some(policy) = configured.remove(&i) else {
                 continue;
             };
+            let input = encoded.get_or_insert_with(|| Encoded::new(&objects));
             let output = self
-                .timed(&spec.path, "transform", || policy.transform(&objects))
+                .timed(&spec.path, "transform", || {
+                    policy.transform_encoded(&objects, input)
+                })
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
-            objects = output.objects;
+            let previous = std::mem::replace(&mut objects, output.objects);
             secrets.extend(&objects);
             guard::apply_defaults(&scope, &mut objects);
             check_duplicates(&objects).map_err(|all| report_all(all, &kit.name, locator, findings))?;
+            encoded = encoded.take().map(|e| e.update(&previous, &objects));
             findings.extend(
                 output
                     .diagnostics
@@ -358,8 +365,9 @@ impl Pipeline {
             }))
             .collect::<Result<_, Failure>>()?;
         for (name, policy) in validators {
+            let input = encoded.get_or_insert_with(|| Encoded::new(&objects));
             let diagnostics = self
-                .timed(&name, "validate", || policy.validate(&objects))
+                .timed(&name, "validate", || policy.validate_encoded(input))
                 .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             findings.extend(
                 diagnostics
