@@ -72,21 +72,7 @@ impl Reconciler {
                 )
                 .await;
         }
-        let Some(mut status) = self.status.status(kit).await else {
-            return;
-        };
-        let was = status.condition(DRIFTED).is_some_and(|c| c.status == "True");
-        if drifted.is_empty() {
-            if !was {
-                return;
-            }
-            status.set_condition(
-                DRIFTED,
-                false,
-                "InSync",
-                "live objects match the last applied revision",
-            );
-        } else {
+        let message = (!drifted.is_empty()).then(|| {
             let mut message = drifted
                 .iter()
                 .take(5)
@@ -96,8 +82,22 @@ impl Reconciler {
             if drifted.len() > 5 {
                 message.push_str(&format!("; and {} more", drifted.len() - 5));
             }
-            status.set_condition(DRIFTED, true, "DriftDetected", &message);
-        }
-        self.record(kit, &status).await;
+            message
+        });
+        self.update(kit, |status| {
+            let was = status.condition(DRIFTED).is_some_and(|c| c.status == "True");
+            match &message {
+                None if !was => return false,
+                None => status.set_condition(
+                    DRIFTED,
+                    false,
+                    "InSync",
+                    "live objects match the last applied revision",
+                ),
+                Some(message) => status.set_condition(DRIFTED, true, "DriftDetected", message),
+            }
+            true
+        })
+        .await;
     }
 }

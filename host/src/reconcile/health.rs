@@ -30,20 +30,17 @@ impl Reconciler {
         let kit = &applied.target.kit;
         let revision = &applied.target.revision;
         let objects: Vec<_> = applied.objects.iter().map(|o| o.id.clone()).collect();
-        if let Some(mut status) = self.status.status(kit).await {
-            status.set_condition(
-                HEALTHY,
-                false,
-                "Progressing",
-                &format!(
-                    "waiting for {} object(s) of revision {} to become ready (timeout {}s)",
-                    objects.len(),
-                    short(revision),
-                    applied.timeout.as_secs()
-                ),
-            );
-            self.record(kit, &status).await;
-        }
+        let waiting = format!(
+            "waiting for {} object(s) of revision {} to become ready (timeout {}s)",
+            objects.len(),
+            short(revision),
+            applied.timeout.as_secs()
+        );
+        self.update(kit, |status| {
+            status.set_condition(HEALTHY, false, "Progressing", &waiting);
+            true
+        })
+        .await;
         let result = self.waiter.wait(&objects, applied.timeout, cancel).await;
         let (healthy, reason, message) = match result {
             Ok(Outcome::Cancelled) => return Verdict::Cancelled,
@@ -73,10 +70,11 @@ impl Reconciler {
             ),
         };
         tracing::info!(kit, revision = %short(revision), healthy, reason, "health");
-        if let Some(mut status) = self.status.status(kit).await {
+        self.update(kit, |status| {
             status.set_condition(HEALTHY, healthy, reason, &message);
-            self.record(kit, &status).await;
-        }
+            true
+        })
+        .await;
         let severity = if healthy {
             status::Severity::Normal
         } else {

@@ -540,6 +540,19 @@ impl Reconciler {
         Ok(pruned)
     }
 
+    /// Changes one part of `kit`'s status from a task beside the reconcile (health, drift)
+    /// through [`StatusWriter::update`], so two such changes never undo each other.
+    async fn update(&self, kit: &str, change: impl FnOnce(&mut KitStatus) -> bool) {
+        match self.status.update(kit, change).await {
+            Ok(Some(status)) => {
+                self.metrics
+                    .kit_status(kit, status.condition_statuses(), &status.last_applied_revision);
+            }
+            Ok(None) => {}
+            Err(message) => tracing::warn!(kit, reason = %message, "could not write the Kit's status"),
+        }
+    }
+
     async fn record(&self, kit: &str, status: &KitStatus) {
         self.metrics
             .kit_status(kit, status.condition_statuses(), &status.last_applied_revision);

@@ -327,6 +327,10 @@ pub struct StatusWriter {
     namespace: String,
     recorder: Recorder,
     known: Mutex<HashMap<String, Known>>,
+    /// Held across the read, change and write of [`StatusWriter::update`]: the health wait and
+    /// drift detection change one condition each from their own tasks, and without it the
+    /// later write of a copy read earlier drops the other's condition.
+    updates: Mutex<()>,
 }
 
 #[derive(Debug, Clone)]
@@ -386,6 +390,7 @@ impl StatusWriter {
             namespace: namespace.to_owned(),
             recorder,
             known: Mutex::new(known),
+            updates: Mutex::new(()),
         }
     }
 
@@ -448,6 +453,28 @@ impl StatusWriter {
         entry.generation = generation;
         entry.uid = written.metadata.uid.clone();
         Ok(generation)
+    }
+
+    /// Changes `kit`'s last known status with `change` and writes it, as one step against
+    /// other updates; returns the status written, or `None` for a Kit not known (or when
+    /// `change` says nothing changed by returning false).
+    ///
+    /// # Errors
+    /// The API server's error, as text.
+    pub async fn update(
+        &self,
+        kit: &str,
+        change: impl FnOnce(&mut KitStatus) -> bool,
+    ) -> Result<Option<KitStatus>, String> {
+        let _one_at_a_time = self.updates.lock().await;
+        let Some(mut status) = self.status(kit).await else {
+            return Ok(None);
+        };
+        if !change(&mut status) {
+            return Ok(None);
+        }
+        self.write(kit, &status).await?;
+        Ok(Some(status))
     }
 
     /// Writes `status` unless it equals the last one written.
