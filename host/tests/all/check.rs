@@ -20,9 +20,7 @@ fn kitsync(args: &[&str]) -> Output {
         .expect("kitsync runs")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use super::text;
 
 fn sha256(path: &Path) -> String {
     kitsync::plugin::sha256_hex(&std::fs::read(path).expect("read plugin"))

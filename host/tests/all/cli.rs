@@ -2,7 +2,6 @@
 
 use kitsync_test_artifacts as artifacts;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -10,17 +9,7 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn kitsync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kitsync"))
-        .args(args)
-        .env("KITSYNC_PLUGIN_CACHE", super::cache_dir())
-        .output()
-        .expect("kitsync runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use super::{kitsync, text};
 
 #[test]
 fn inspect_prints_digest_world_and_imports() {

@@ -32,9 +32,7 @@ fn plugin_test(dir: &Path, args: &[&str]) -> Output {
         .expect("kitsync runs")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use super::text;
 
 /// Case directories of a plugin (each holds an input.yaml).
 fn cases(dir: &Path) -> usize {

@@ -10,13 +10,11 @@ mod corpus;
 mod deploy;
 mod drift;
 mod first_party;
-mod go;
 mod health;
+mod languages;
 mod leader;
 mod notes;
-mod js;
 mod plugin_new;
-mod python;
 mod sandbox;
 mod schema;
 mod serve;
@@ -164,6 +162,20 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
 }
 
 /// A free loopback port (nothing listens on it once this returns).
+/// The built `kitsync` binary with the shared plugin code cache.
+fn kitsync(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kitsync"))
+        .args(args)
+        .env("KITSYNC_PLUGIN_CACHE", cache_dir())
+        .output()
+        .expect("kitsync runs")
+}
+
+/// A command's output as text.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -14,9 +14,7 @@ fn kitsync(dir: &Path, args: &[&str], target_dir: &Path) -> Output {
         .expect("kitsync runs")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use super::text;
 
 /// Where the generated projects build. One directory per checkout, kept between runs, so
 /// the SDK's dependencies (wit-bindgen and its macros) compile once, not on every run.
