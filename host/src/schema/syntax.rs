@@ -28,13 +28,8 @@ pub(super) fn dns_label(name: &str) -> Option<String> {
             name.len()
         ));
     }
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    (!ok).then(|| {
+    // The rule kit.yaml namespaces already follow.
+    (!crate::kit::is_dns_label(name)).then(|| {
         "must consist of lowercase letters, digits and '-', and start and end with a letter or digit".into()
     })
 }

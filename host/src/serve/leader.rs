@@ -118,15 +118,7 @@ impl LeaderElection {
 /// This replica's name in the Lease: `POD_NAME`, else the host name, and a random suffix so
 /// two processes on one host (or a restarted pod) are told apart.
 pub fn identity() -> String {
-    let base = std::env::var("POD_NAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "kitsync".to_owned());
+    let base = crate::status::instance_name();
     let mut random = [0u8; 4];
     // Without OS randomness, the process id still separates processes on one host.
     let suffix = match getrandom::fill(&mut random) {

@@ -350,20 +350,26 @@ pub enum Severity {
     Warning,
 }
 
+/// This process's name for Events and the Lease: `POD_NAME`, else the host name, else
+/// `kitsync`.
+pub fn instance_name() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kitsync".to_owned())
+}
+
 impl StatusWriter {
     /// A writer for Kits in `namespace`, seeded with the Kits already there (so an unchanged
     /// status is not written again after a restart).
     pub fn new(client: kube::Client, namespace: &str, existing: &[KitObject]) -> Self {
-        let instance = std::env::var("POD_NAME")
-            .ok()
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-            })
-            .filter(|h| !h.is_empty())
-            // The events API requires a reporting instance.
-            .or_else(|| Some("kitsync".to_owned()));
+        // The events API requires a reporting instance.
+        let instance = Some(instance_name());
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
