@@ -366,8 +366,13 @@ impl Walker {
     }
 }
 
-/// The known field nearest to `key` (at most two edits), for "did you mean".
+/// The known field nearest to `key` (at most two edits), for "did you mean". A key longer
+/// than any field name is not compared (the distance is quadratic in its length, and the key
+/// comes from the repository).
 fn closest<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a String> {
+    if key.len() > 64 {
+        return None;
+    }
     known
         .map(|k| (distance(key, k), k))
         .filter(|(d, _)| *d <= 2)
