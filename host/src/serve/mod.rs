@@ -322,7 +322,7 @@ async fn lead(config: &HostConfig, process: &Process, shutdown: watch::Receiver<
     let resync = config.resync_interval;
     let watch_client = client.clone();
     let shared = Arc::new_cyclic(|weak| Shared {
-        drift: drift::Drift::start(watch_client, weak.clone(), resync),
+        drift: drift::Drift::start(watch_client, weak.clone(), term_stopped.clone(), resync),
         alerter: process.alerter.clone(),
         health_waits: std::sync::Mutex::default(),
         slots: Semaphore::new(config.concurrency),

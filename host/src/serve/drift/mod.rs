@@ -72,8 +72,16 @@ pub(super) struct Drift {
 }
 
 impl Drift {
-    /// Starts drift detection with `resync` between full listings.
-    pub(super) fn start(client: kube::Client, shared: std::sync::Weak<Shared>, resync: Duration) -> Drift {
+    /// Starts drift detection with `resync` between full listings, until `stop` turns true.
+    ///
+    /// `shared` may still be under construction (`Arc::new_cyclic`): the processor upgrades it
+    /// only when a command needs it, never at start, so it cannot find it missing and end.
+    pub(super) fn start(
+        client: kube::Client,
+        shared: std::sync::Weak<Shared>,
+        stop: tokio::sync::watch::Receiver<bool>,
+        resync: Duration,
+    ) -> Drift {
         let (tx, rx) = mpsc::channel(4096);
         let processor = Processor {
             client,
@@ -84,7 +92,7 @@ impl Drift {
             watchers: HashMap::new(),
             unseen: HashMap::new(),
         };
-        tokio::spawn(processor.run(rx, resync));
+        tokio::spawn(processor.run(rx, stop, resync));
         Drift { tx }
     }
 
@@ -169,12 +177,14 @@ fn key_of(kind: &KindKey, object: &DynamicObject) -> String {
 }
 
 impl Processor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, resync: Duration) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        resync: Duration,
+    ) {
         let mut next_resync = Instant::now() + resync;
         // Ends with the service, or with this replica's term as leader.
-        let Some(mut stop) = self.shared.upgrade().map(|s| s.shutdown.clone()) else {
-            return;
-        };
         loop {
             let due = self
                 .kits
@@ -211,7 +221,7 @@ impl Processor {
                     self.act_on_due().await;
                 }
             }
-            if self.shared.upgrade().is_none_or(|s| *s.shutdown.borrow()) {
+            if *stop.borrow() {
                 break;
             }
         }
