@@ -10,6 +10,7 @@ use crate::diagnostic::{Diagnostic, Severity};
 use crate::object::{Object, ObjectRef};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -612,9 +613,21 @@ impl Configured {
                 Pre::Validator(_) => wasmtime::bail!("not a transformer"),
             })?
             .map_err(|e| self.error(Phase::Transform, plugin_error(e)))?;
+        let places = Places::of(objects);
         let mut result = Vec::with_capacity(output.objects.len());
         for (index, object) in output.objects.into_iter().enumerate() {
-            result.push(self.object_from_wit(index, object, objects)?);
+            // An object returned as it was sent (the SDK returns untouched objects' text) is
+            // the input object: nothing to parse or check again.
+            let unchanged = encoded
+                .objects
+                .get(index)
+                .zip(objects.get(index))
+                .filter(|(sent, _)| sent.json == object.json && sent.id == object.id)
+                .map(|(_, input)| input.clone());
+            match unchanged {
+                Some(input) => result.push(input),
+                None => result.push(self.object_from_wit(index, object, &places)?),
+            }
         }
         Ok(TransformOutput {
             objects: result,
@@ -716,7 +729,7 @@ impl Configured {
     }
 
     /// Checks one returned object: valid JSON, identity present and consistent.
-    fn object_from_wit(&self, index: usize, object: types::Object, inputs: &[Object]) -> Result<Object> {
+    fn object_from_wit(&self, index: usize, object: types::Object, places: &Places<'_>) -> Result<Object> {
         let value: Value = serde_json::from_str(&object.json).map_err(|e| {
             self.error(
                 Phase::Transform,
@@ -745,21 +758,42 @@ impl Configured {
         }
         // Only origins of real inputs are kept: a plugin cannot point findings at
         // files it invented.
-        let origin = object.origin.and_then(|o| {
-            let same_place = |i: &&Object| {
-                i.origin
-                    .as_ref()
-                    .is_some_and(|known| known.file == o.file && known.document == o.document)
-            };
-            // Items of one List document share file and document: prefer the same object.
-            inputs
-                .iter()
-                .filter(same_place)
-                .find(|i| i.id == id)
-                .or_else(|| inputs.iter().find(same_place))
-                .and_then(|i| i.origin.clone())
-        });
+        let origin = object
+            .origin
+            .and_then(|o| places.origin(&o.file, o.document, &id));
         Ok(Object { id, origin, value })
+    }
+}
+
+/// The inputs of a transformer by the place they were read from, to map an output's claimed
+/// origin back to a real one in constant time (a kit has thousands of objects).
+struct Places<'a> {
+    by_place: HashMap<(&'a str, u32), Vec<&'a Object>>,
+}
+
+impl<'a> Places<'a> {
+    fn of(inputs: &'a [Object]) -> Self {
+        let mut by_place: HashMap<(&'a str, u32), Vec<&'a Object>> = HashMap::new();
+        for input in inputs {
+            if let Some(origin) = &input.origin {
+                by_place
+                    .entry((origin.file.as_str(), origin.document))
+                    .or_default()
+                    .push(input);
+            }
+        }
+        Places { by_place }
+    }
+
+    /// The origin of the input read at `file`, `document`: items of one List document share
+    /// both, so the one with identity `id` is preferred.
+    fn origin(&self, file: &str, document: u32, id: &ObjectRef) -> Option<crate::object::Origin> {
+        let inputs = self.by_place.get(&(file, document))?;
+        inputs
+            .iter()
+            .find(|i| i.id == *id)
+            .or_else(|| inputs.first())
+            .and_then(|i| i.origin.clone())
     }
 }
 

@@ -27,6 +27,8 @@ mod bindings {
             path: "../wit",
             world: "validator",
             imports: { default: trappable },
+            // A transformer's untouched objects are recognized by comparing records.
+            additional_derives: [PartialEq],
         });
     }
 

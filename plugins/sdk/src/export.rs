@@ -50,8 +50,19 @@ pub trait Transformer {
     fn transform(config: &Value, objects: Vec<Object>) -> Result<TransformOutput, PluginError>;
 }
 
-fn parse_objects(objects: Vec<wit::Object>) -> Result<Vec<Object>, PluginError> {
+/// The host's objects, unparsed: each is read as far as the plugin looks (see [`Object`]).
+fn receive(objects: Vec<wit::Object>) -> Vec<Object> {
+    crate::object::reset_input_error();
     objects.into_iter().map(Object::from_wit).collect()
+}
+
+/// An object whose text was unreadable when the plugin read it makes the whole call
+/// `invalid-input`, whatever the plugin made of the empty value it was given instead.
+fn unless_bad_input<T>(result: T) -> Result<T, wit::PluginError> {
+    match crate::object::take_input_error() {
+        Some(message) => Err(wit::PluginError::InvalidInput(message)),
+        None => Ok(result),
+    }
 }
 
 /// `metadata` export of a validator.
@@ -65,7 +76,7 @@ pub fn validator_validate_config<T: Validator>(config: &str) -> Result<(), wit::
     Ok(T::validate_config(&config)?)
 }
 
-/// `validate` export of a validator: parses config and objects, calls
+/// `validate` export of a validator: parses config, calls
 /// [`Validator::validate`] and converts the diagnostics.
 pub fn validate<T: Validator>(
     config: &str,
@@ -73,8 +84,8 @@ pub fn validate<T: Validator>(
 ) -> Result<Vec<wit::Diagnostic>, wit::PluginError> {
     let config = parse_config_text(config)?;
     T::validate_config(&config)?;
-    let objects = parse_objects(objects)?;
-    let diagnostics = T::validate(&config, &objects)?;
+    let objects = receive(objects);
+    let diagnostics = unless_bad_input(T::validate(&config, &objects))??;
     Ok(diagnostics.into_iter().map(Into::into).collect())
 }
 
@@ -89,23 +100,25 @@ pub fn transformer_validate_config<T: Transformer>(config: &str) -> Result<(), w
     Ok(T::validate_config(&config)?)
 }
 
-/// `transform` export of a transformer: parses config and objects, calls
-/// [`Transformer::transform`], re-serializes the objects and recomputes
-/// their identity from the JSON.
+/// `transform` export of a transformer: parses config, calls
+/// [`Transformer::transform`], and returns each object unchanged as the host
+/// sent it or, when changed, re-serialized; the identity of each is read
+/// again from its JSON.
 pub fn transform<T: Transformer>(
     config: &str,
     objects: Vec<wit::Object>,
 ) -> Result<wit::TransformOutput, wit::PluginError> {
     let config = parse_config_text(config)?;
     T::validate_config(&config)?;
-    let objects = parse_objects(objects)?;
-    let output = T::transform(&config, objects)?;
+    let objects = receive(objects);
+    let output = unless_bad_input(T::transform(&config, objects))??;
     let objects = output
         .objects
         .into_iter()
         .enumerate()
         .map(|(i, o)| o.into_wit(i))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>();
+    let objects = unless_bad_input(objects)??;
     Ok(wit::TransformOutput {
         objects,
         diagnostics: output.diagnostics.into_iter().map(Into::into).collect(),
@@ -180,9 +193,9 @@ mod tests {
             let suffix = config.get("suffix").and_then(Value::as_str).unwrap_or("-x");
             for o in &mut objects {
                 let name = format!("{}{suffix}", o.name());
-                o.value["metadata"]["name"] = Value::String(name);
+                o.value_mut()["metadata"]["name"] = Value::String(name);
                 if suffix == "!drop" {
-                    o.value["metadata"]["name"] = json!({"oops": 1});
+                    o.value_mut()["metadata"]["name"] = json!({"oops": 1});
                 }
                 // `id` deliberately left stale: the SDK must fix it.
             }

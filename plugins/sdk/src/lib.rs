@@ -5,9 +5,10 @@
 //!
 //! Implement [`Validator`] (findings only) or [`Transformer`] (returns the new
 //! object list) on a unit struct and export it with [`export_validator!`] or
-//! [`export_transformer!`]. The SDK parses the configuration and object JSON,
-//! converts diagnostics and errors, and for transformers re-serializes the
-//! output and recomputes each object's identity from its JSON.
+//! [`export_transformer!`]. The SDK parses the configuration, reads each
+//! object's JSON only as far as the plugin looks (see [`Object`]), converts
+//! diagnostics and errors, and for transformers serializes the objects that
+//! changed and recomputes each object's identity from its JSON.
 //!
 //! A complete validator (a `cdylib` crate built with
 //! `cargo build --release --target wasm32-wasip2`):
@@ -59,7 +60,9 @@ mod export;
 pub mod image;
 pub mod log;
 pub mod names;
+mod object;
 mod pointer;
+mod subtree;
 mod types;
 pub mod workload;
 
@@ -68,12 +71,12 @@ pub use export::{
     Transformer, TransformerExport, Validator, ValidatorExport, transform, transformer_metadata,
     transformer_validate_config, validate, validator_metadata, validator_validate_config,
 };
+pub use object::Object;
 pub use pointer::{Pointer, escape_token};
 pub use serde_json;
 pub use serde_json::Value;
-pub use types::{
-    Diagnostic, Metadata, Object, ObjectRef, Origin, PluginError, Severity, TransformOutput, json_type,
-};
+pub use subtree::parse_at;
+pub use types::{Diagnostic, Metadata, ObjectRef, Origin, PluginError, Severity, TransformOutput, json_type};
 pub use workload::{Container, ContainerKind};
 
 #[doc(hidden)]

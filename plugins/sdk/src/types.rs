@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::Object;
 use crate::bindings::types as wit;
 
 /// Identity of a Kubernetes object: apiVersion, kind, namespace and name.
@@ -107,125 +108,6 @@ pub struct Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.file, self.document)
-    }
-}
-
-/// One Kubernetes object, parsed from the JSON text the host sent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Object {
-    /// Identity. For objects the host sent, this is the host's record; for
-    /// objects a transformer returns, the SDK recomputes it from `value`.
-    pub id: ObjectRef,
-    /// Where the object was read from; `None` for objects a plugin creates.
-    pub origin: Option<Origin>,
-    /// The whole object.
-    pub value: Value,
-}
-
-impl Object {
-    /// Creates an object from its JSON value, deriving the identity from it.
-    /// The origin is `None` (a newly created object).
-    pub fn new(value: Value) -> Result<Self, PluginError> {
-        let id = ObjectRef::from_value(&value)?;
-        Ok(Self {
-            id,
-            origin: None,
-            value,
-        })
-    }
-
-    /// Sets the origin (builder style; handy in tests).
-    #[must_use]
-    pub fn with_origin(mut self, file: impl Into<String>, document: u32) -> Self {
-        self.origin = Some(Origin {
-            file: file.into(),
-            document,
-        });
-        self
-    }
-
-    /// Recomputes [`Object::id`] from [`Object::value`].
-    pub fn refresh_id(&mut self) -> Result<(), PluginError> {
-        self.id = ObjectRef::from_value(&self.value)?;
-        Ok(())
-    }
-
-    /// `kind` of the object.
-    pub fn kind(&self) -> &str {
-        &self.id.kind
-    }
-
-    /// `metadata.name` of the object.
-    pub fn name(&self) -> &str {
-        &self.id.name
-    }
-
-    /// Whether the object matches any of the kind selectors (see
-    /// [`ObjectRef::matches_kind`]). An empty list matches every object.
-    pub fn matches_any_kind<S: AsRef<str>>(&self, selectors: &[S]) -> bool {
-        selectors.is_empty() || selectors.iter().any(|s| self.id.matches_kind(s.as_ref()))
-    }
-
-    /// Looks up a value by RFC 6901 JSON pointer.
-    pub fn pointer(&self, pointer: &str) -> Option<&Value> {
-        self.value.pointer(pointer)
-    }
-
-    /// `metadata.labels`, if present and an object.
-    pub fn labels(&self) -> Option<&Map<String, Value>> {
-        self.value.pointer("/metadata/labels").and_then(Value::as_object)
-    }
-
-    /// `metadata.annotations`, if present and an object.
-    pub fn annotations(&self) -> Option<&Map<String, Value>> {
-        self.value
-            .pointer("/metadata/annotations")
-            .and_then(Value::as_object)
-    }
-
-    /// A short human description: `Deployment apps/v1 shop/web (deploy.yaml#0)`.
-    pub fn describe(&self) -> String {
-        match &self.origin {
-            Some(origin) => format!("{} ({origin})", self.id),
-            None => self.id.to_string(),
-        }
-    }
-
-    pub(crate) fn from_wit(raw: wit::Object) -> Result<Self, PluginError> {
-        let id = ObjectRef::from(raw.id);
-        let origin = raw.origin.map(Origin::from);
-        let value: Value = serde_json::from_str(&raw.json).map_err(|e| {
-            let at = origin.as_ref().map(|o| format!(" ({o})")).unwrap_or_default();
-            PluginError::InvalidInput(format!("object {id}{at} is not valid JSON: {e}"))
-        })?;
-        if !value.is_object() {
-            let at = origin.as_ref().map(|o| format!(" ({o})")).unwrap_or_default();
-            return Err(PluginError::InvalidInput(format!(
-                "object {id}{at} is not a JSON object (found {})",
-                json_type(&value)
-            )));
-        }
-        Ok(Self { id, origin, value })
-    }
-
-    /// Converts to the WIT record, re-serializing the JSON and recomputing the
-    /// identity from it. `index` is only used in error messages.
-    pub(crate) fn into_wit(self, index: usize) -> Result<wit::Object, PluginError> {
-        let id = ObjectRef::from_value(&self.value).map_err(|e| {
-            PluginError::Internal(format!(
-                "transformer returned an object without a usable identity (output #{index}, was {}): {}",
-                self.id,
-                e.message()
-            ))
-        })?;
-        let json = serde_json::to_string(&self.value).map_err(|e| {
-            PluginError::Internal(format!("cannot serialize output object {id} to JSON: {e}"))
-        })?;
-        Ok(wit::Object {
-            id: id.into(),
-            origin: self.origin.map(Into::into),
-            json,
-        })
     }
 }
 

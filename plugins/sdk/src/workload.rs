@@ -130,17 +130,18 @@ impl<'a> Container<'a> {
 
 impl Object {
     /// The pod spec of a workload and its pointer, if this object is a
-    /// workload and the pod spec is present and an object.
+    /// workload and the pod spec is present and an object. Only the pod spec
+    /// is built when nothing else of the object has been.
     pub fn pod_spec(&self) -> Option<(Pointer, &Value)> {
         let pointer = pod_spec_pointer(self.kind())?;
-        let spec = self.value.pointer(pointer).filter(|v| v.is_object())?;
+        let spec = self.pod_spec_part().filter(|v| v.is_object())?;
         Some((Pointer::parse(pointer), spec))
     }
 
-    /// Mutable access to the pod spec of a workload.
+    /// Mutable access to the pod spec of a workload (see [`Object::value_mut`]).
     pub fn pod_spec_mut(&mut self) -> Option<(Pointer, &mut Value)> {
         let pointer = pod_spec_pointer(self.kind())?;
-        let spec = self.value.pointer_mut(pointer).filter(|v| v.is_object())?;
+        let spec = self.value_mut().pointer_mut(pointer).filter(|v| v.is_object())?;
         Some((Pointer::parse(pointer), spec))
     }
 
@@ -151,7 +152,7 @@ impl Object {
         let Some(pod_spec) = pod_spec_pointer(self.kind()) else {
             return Vec::new();
         };
-        let Some(spec) = self.value.pointer(pod_spec) else {
+        let Some(spec) = self.pod_spec_part() else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -171,7 +172,8 @@ impl Object {
     }
 
     /// Calls `f` with every container of a workload (init, regular, then
-    /// ephemeral), its kind and its JSON pointer, for in-place edits.
+    /// ephemeral), its kind and its JSON pointer, for in-place edits. Objects
+    /// that are not workloads are left untouched (and unparsed).
     pub fn for_each_container_mut<F>(&mut self, mut f: F)
     where
         F: FnMut(ContainerKind, &Pointer, &mut Value),
@@ -179,7 +181,10 @@ impl Object {
         let Some(pod_spec) = pod_spec_pointer(self.kind()) else {
             return;
         };
-        let Some(spec) = self.value.pointer_mut(pod_spec) else {
+        if self.pod_spec_part().is_none() {
+            return;
+        }
+        let Some(spec) = self.value_mut().pointer_mut(pod_spec) else {
             return;
         };
         for kind in ContainerKind::ALL {

@@ -219,28 +219,33 @@ impl Transformer for SetImages {
         let mut diagnostics = Vec::new();
         let mut rewritten = 0usize;
         for object in &mut objects {
-            let id = object.id.clone();
-            object.for_each_container_mut(|_, pointer, container| {
-                let Some(Value::String(image)) = container.get_mut("image") else {
-                    return;
-                };
+            // Read first, change only what needs it: an object left alone goes back to the
+            // host as it came, unparsed.
+            let mut changes = Vec::new();
+            for container in object.containers() {
+                let Some(image) = container.image() else { continue };
                 match ImageRef::parse(image) {
                     Ok(parsed) => {
                         if let Some(rule) = config.rule_for(&parsed) {
                             let new = rewrite(&parsed, rule).to_string();
-                            if *image != new {
-                                *image = new;
-                                rewritten += 1;
+                            if image != new {
+                                changes.push((container.pointer_to("image"), new));
                             }
                         }
                     }
                     Err(e) => diagnostics.push(
                         Diagnostic::warning(RULE_INVALID_IMAGE, format!("left unchanged: {e}"))
-                            .on_ref(id.clone())
-                            .at(pointer.clone().key("image")),
+                            .on(object)
+                            .at(container.pointer_to("image")),
                     ),
                 }
-            });
+            }
+            for (pointer, new) in changes {
+                if let Some(image) = object.value_mut().pointer_mut(pointer.as_str()) {
+                    *image = Value::String(new);
+                    rewritten += 1;
+                }
+            }
         }
         kitsync_plugin::debug!("rewrote {rewritten} container images");
         Ok(TransformOutput::new(objects).with_diagnostics(diagnostics))

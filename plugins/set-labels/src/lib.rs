@@ -123,9 +123,9 @@ fn set_entries(root: &mut Value, tokens: &[&str], entries: &BTreeMap<String, Str
 pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
     let describe = object.describe();
     let fail = |e: String| PluginError::InvalidInput(format!("{describe}: {e}"));
-    set_entries(&mut object.value, &["metadata", "labels"], &config.labels).map_err(fail)?;
+    set_entries(object.value_mut(), &["metadata", "labels"], &config.labels).map_err(fail)?;
     set_entries(
-        &mut object.value,
+        object.value_mut(),
         &["metadata", "annotations"],
         &config.annotations,
     )
@@ -142,7 +142,7 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
     }
     for template in templates {
         // Only existing templates are labelled; a missing one is not invented.
-        if let Some(t) = object.value.pointer_mut(template).filter(|t| t.is_object()) {
+        if let Some(t) = object.value_mut().pointer_mut(template).filter(|t| t.is_object()) {
             set_entries(t, &["metadata", "labels"], &config.labels)
                 .map_err(|e| fail(format!("{template}: {e}")))?;
         }

@@ -67,9 +67,14 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../../../plugins/sdk/src/lib.rs")),
     ("log.rs", include_str!("../../../../plugins/sdk/src/log.rs")),
     ("names.rs", include_str!("../../../../plugins/sdk/src/names.rs")),
+    ("object.rs", include_str!("../../../../plugins/sdk/src/object.rs")),
     (
         "pointer.rs",
         include_str!("../../../../plugins/sdk/src/pointer.rs"),
+    ),
+    (
+        "subtree.rs",
+        include_str!("../../../../plugins/sdk/src/subtree.rs"),
     ),
     ("types.rs", include_str!("../../../../plugins/sdk/src/types.rs")),
     (

@@ -22,12 +22,12 @@ impl Validator for Leaky {
 
     fn validate(config: &Value, objects: &[Object]) -> Result<Vec<Diagnostic>, PluginError> {
         if config.get("fail").and_then(Value::as_bool) == Some(true) {
-            let first = objects.first().map(|o| o.value.to_string()).unwrap_or_default();
+            let first = objects.first().map(|o| o.json().into_owned()).unwrap_or_default();
             return Err(PluginError::Internal(format!("cannot go on with {first}")));
         }
         let mut out = Vec::new();
         for object in objects {
-            let text = object.value.to_string();
+            let text = object.json();
             let _ = writeln!(std::io::stdout(), "stdout: {text}");
             let _ = writeln!(std::io::stderr(), "stderr: {text}");
             log(Level::Info, &format!("log: {text}"));

@@ -1,0 +1,189 @@
+//! Reading one part of an object's JSON text without building the rest.
+//!
+//! Building a [`Value`] is most of what a plugin spends on a kit (every string and map
+//! allocated, then freed); a policy usually reads a few fields. [`parse_at`] walks the text
+//! along a JSON pointer's tokens, skipping every other member without allocating, and builds
+//! only the value at the end. Skipping still checks the text is well-formed JSON up to the
+//! point the walk stops.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// The value at `tokens` (unescaped RFC 6901 reference tokens) in the JSON `text`, or `None`
+/// when the path is absent (a missing member, an index past the end, a scalar on the way).
+/// `Some(Value::Null)` means the member is present and null.
+///
+/// # Errors
+/// The text is not valid JSON (as far as the walk read it).
+pub fn parse_at(text: &str, tokens: &[&str]) -> Result<Option<Value>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let found = Path(tokens).deserialize(&mut deserializer)?;
+    Ok(found)
+}
+
+/// Deserializes the value at the end of a path, skipping everything else.
+struct Path<'p>(&'p [&'p str]);
+
+impl<'de> DeserializeSeed<'de> for Path<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        match self.0.split_first() {
+            None => serde::Deserialize::deserialize(deserializer).map(Some),
+            Some((head, rest)) => deserializer.deserialize_any(Step { head, rest }),
+        }
+    }
+}
+
+/// One step of a path: a member name, or an array index.
+struct Step<'p> {
+    head: &'p str,
+    rest: &'p [&'p str],
+}
+
+/// Whether a map key equals the wanted token, without allocating for keys that do not.
+struct KeyIs<'p>(&'p str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+impl<'de> Visitor<'de> for Step<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(matches) = map.next_key_seed(KeyIs(self.head))? {
+            if matches {
+                // A repeated member: the last one wins, as when a whole value is built.
+                found = map.next_value_seed(Path(self.rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // RFC 6901: an index is digits without a leading zero; anything else finds nothing.
+        let index = (self.head == "0" || !self.head.starts_with('0'))
+            .then(|| self.head.parse::<usize>().ok())
+            .flatten();
+        let mut found = None;
+        let mut i = 0usize;
+        loop {
+            if Some(i) == index {
+                match seq.next_element_seed(Path(self.rest))? {
+                    Some(value) => found = value,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_what_a_pointer_finds() {
+        let value = json!({
+            "apiVersion": "apps/v1",
+            "metadata": {"name": "web", "labels": {"a/b": "1", "t~x": null}},
+            "spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b", "ports": [1, 2]}]}}},
+            "escaped\"key": {"x": [true, 1.5, -3]}
+        });
+        let text = value.to_string();
+        let pointers = [
+            "",
+            "/metadata",
+            "/metadata/labels",
+            "/metadata/labels/a~1b",
+            "/metadata/labels/t~0x",
+            "/metadata/missing",
+            "/spec/template/spec/containers/1/ports/1",
+            "/spec/template/spec/containers/2",
+            "/spec/template/spec/containers/01",
+            "/spec/template/spec/containers/x",
+            "/apiVersion/deeper",
+            "/escaped\"key/x/2",
+        ];
+        for pointer in pointers {
+            let tokens: Vec<String> = pointer
+                .split('/')
+                .skip(1)
+                .map(|t| t.replace("~1", "/").replace("~0", "~"))
+                .collect();
+            let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            let got = parse_at(&text, &tokens).expect("valid JSON");
+            assert_eq!(got.as_ref(), value.pointer(pointer), "{pointer}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_repeated_members_wins_and_bad_text_is_an_error() {
+        let text = r#"{"metadata": {"name": "a"}, "metadata": {"name": "b"}}"#;
+        assert_eq!(
+            parse_at(text, &["metadata", "name"]).expect("valid"),
+            Some(json!("b"))
+        );
+        assert!(parse_at(r#"{"metadata": {"name": }"#, &["metadata"]).is_err());
+        assert!(parse_at("[1, 2", &["5"]).is_err());
+    }
+}
