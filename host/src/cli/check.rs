@@ -153,6 +153,8 @@ impl Host {
                 host_namespace: self.namespace.clone(),
                 trusted: self.trusted.clone(),
                 schema: input.schema.settings(),
+                // One render per kit: keeping parsed files would only cost their encoding.
+                parse_cache_bytes: 0,
             },
         )))
     }

@@ -94,6 +94,8 @@ fn prepare(args: &SyncArgs) -> Result<(Target, Vec<Object>)> {
         crate::render::Settings {
             host_namespace: args.host_namespace.clone(),
             schema: args.schema.settings(),
+            // One render: keeping parsed files would only cost their encoding.
+            parse_cache_bytes: 0,
             ..Default::default()
         },
     );

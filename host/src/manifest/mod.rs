@@ -2,7 +2,10 @@
 
 use crate::object::{MissingField, Object, Origin};
 use serde_json::Value;
+mod cache;
 mod lines;
+
+pub use cache::{DEFAULT_CAPACITY_BYTES, ParseCache};
 
 pub use lines::{LineIndex, Place, Scalar, escape_segment};
 use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
@@ -106,6 +109,24 @@ impl Default for KitBudget {
     }
 }
 
+impl KitBudget {
+    /// No budget at all; also what a file that was not read has used.
+    pub const NOTHING: KitBudget = KitBudget {
+        documents: 0,
+        nodes: 0,
+        events: 0,
+        scalar_bytes: 0,
+    };
+
+    /// Takes what a file used off what is left.
+    pub fn spend(&mut self, used: &KitBudget) {
+        self.documents = self.documents.saturating_sub(used.documents);
+        self.nodes = self.nodes.saturating_sub(used.nodes);
+        self.events = self.events.saturating_sub(used.events);
+        self.scalar_bytes = self.scalar_bytes.saturating_sub(used.scalar_bytes);
+    }
+}
+
 fn options(left: &KitBudget) -> Options {
     let mut budget = Budget::default();
     budget.max_documents = left.documents;
@@ -132,6 +153,16 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, Error> {
 /// [`Error::OverBudget`] when the file would spend more than is left (nothing of it is
 /// returned), or any other [`Error`].
 pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Vec<Object>, Error> {
+    let mut used = KitBudget::NOTHING;
+    let result = parse_counted(file, text, budget, &mut used);
+    budget.spend(&used);
+    result
+}
+
+/// Parses `text` against what is left of `budget`, setting `used` to what the parser spent.
+/// A file that parses but is refused later (not an object, no name) has spent it too; a file
+/// over the budget is refused before anything of it is used.
+fn parse_counted(file: &str, text: &str, budget: &KitBudget, used: &mut KitBudget) -> Result<Vec<Object>, Error> {
     use std::cell::RefCell;
     use std::rc::Rc;
     if text.len() > MAX_FILE_BYTES {
@@ -144,18 +175,20 @@ pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Ve
     let sink = report.clone();
     let options = options(budget).with_budget_report(move |r| *sink.borrow_mut() = Some(r));
     let parsed: Result<Vec<Spanned<Value>>, _> = serde_saphyr::from_multiple_with_options(text, options);
-    let used = report.borrow_mut().take();
-    if let Some(used) = &used {
-        if let Some(breach) = &used.breached {
+    let report = report.borrow_mut().take();
+    if let Some(report) = &report {
+        if let Some(breach) = &report.breached {
             return Err(Error::OverBudget {
                 file: file.to_owned(),
                 what: format!("{breach:?}"),
             });
         }
-        budget.documents = budget.documents.saturating_sub(used.documents);
-        budget.nodes = budget.nodes.saturating_sub(used.nodes);
-        budget.events = budget.events.saturating_sub(used.events);
-        budget.scalar_bytes = budget.scalar_bytes.saturating_sub(used.total_scalar_bytes);
+        *used = KitBudget {
+            documents: report.documents,
+            nodes: report.nodes,
+            events: report.events,
+            scalar_bytes: report.total_scalar_bytes,
+        };
     }
     let documents = parsed.map_err(|e| {
         let location = e.location();

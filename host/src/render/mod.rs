@@ -49,6 +49,9 @@ pub struct Settings {
     pub trusted: Vec<TrustedPolicy>,
     /// Schema validation: the command line's choices, over the platform file's.
     pub schema: crate::schema::Settings,
+    /// Bytes of parsed manifests kept between renders ([`manifest::ParseCache`]); 0 parses
+    /// every file every time.
+    pub parse_cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             host_namespace: "kitsync-system".into(),
             trusted: Vec::new(),
             schema: crate::schema::Settings::default(),
+            parse_cache_bytes: manifest::DEFAULT_CAPACITY_BYTES,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct Pipeline {
     metrics: Option<Arc<Metrics>>,
     /// The schemas of the last revision rendered (its CRDs are read once per revision).
     schemas: Mutex<Option<(String, Arc<Schemas>)>>,
+    /// Manifests parsed by earlier renders, by content.
+    parsed: manifest::ParseCache,
 }
 
 /// A blocking malfunction while rendering a kit.
@@ -117,6 +123,7 @@ impl Pipeline {
     pub fn new(engine: Engine, settings: Settings) -> Self {
         Pipeline {
             engine,
+            parsed: manifest::ParseCache::new(settings.parse_cache_bytes),
             settings,
             plugins: Mutex::new(HashMap::new()),
             metrics: None,
@@ -281,7 +288,7 @@ impl Pipeline {
         secrets: &mut SecretValues,
     ) -> Result<Vec<Object>, Failure> {
         let mut objects =
-            read_manifests(snapshot, kit).map_err(|all| report_all(all, &kit.name, locator, findings))?;
+            read_manifests(snapshot, kit, &self.parsed).map_err(|all| report_all(all, &kit.name, locator, findings))?;
         // Known before any plugin runs, so what plugins print is redacted too.
         *secrets = SecretValues::of(&objects);
         let shared_secrets = std::sync::Arc::new(secrets.clone());
@@ -615,7 +622,11 @@ fn kit_error_location(error: &crate::kit::Error) -> Option<crate::diagnostic::Lo
 }
 
 /// Every manifest of the kit; every file that cannot be read is reported, not only the first.
-fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Failure>> {
+fn read_manifests(
+    snapshot: &Snapshot,
+    kit: &Kit,
+    parsed: &manifest::ParseCache,
+) -> Result<Vec<Object>, Vec<Failure>> {
     let mut objects = Vec::new();
     let mut failures = Vec::new();
     // One budget for the whole kit: many small files cannot add up to more than one kit.
@@ -633,7 +644,7 @@ fn read_manifests(snapshot: &Snapshot, kit: &Kit) -> Result<Vec<Object>, Vec<Fai
                 continue;
             }
         };
-        match manifest::parse_within(file, text, &mut budget) {
+        match parsed.parse_within(file, text, &mut budget) {
             Ok(parsed) => objects.extend(parsed),
             Err(e @ manifest::Error::OverBudget { .. }) => {
                 failures.push(Failure {

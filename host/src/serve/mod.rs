@@ -469,6 +469,8 @@ pub fn pipeline_with(config: &HostConfig, limits: Limits) -> Result<Pipeline, St
             trusted: config.trusted.clone(),
             // The platform file of each revision chooses (the same as `check` without flags).
             schema: crate::schema::Settings::default(),
+            // A new revision usually changes a few files; the rest are not parsed again.
+            parse_cache_bytes: crate::manifest::DEFAULT_CAPACITY_BYTES,
         },
     ))
 }
