@@ -58,7 +58,12 @@ fn build_rust(out: &Path) -> (Duration, PathBuf) {
             .arg(repo().join("plugins/Cargo.toml"))
             .arg("--target-dir")
             .arg(&target);
-        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+        ] {
             cargo.env_remove(var);
         }
         cargo
@@ -99,7 +104,12 @@ fn main() {
             Some(file) => build_script(lang, file, &out),
         };
         let bytes = std::fs::read(&component).expect("the built component");
-        let figures = bench(&format!("required-labels ({lang})"), &bytes, config.clone(), &objects);
+        let figures = bench(
+            &format!("required-labels ({lang})"),
+            &bytes,
+            config.clone(),
+            &objects,
+        );
         rows.push((lang, build, figures));
     }
     println!();

@@ -116,14 +116,10 @@ pub fn bench(name: &str, bytes: &[u8], config: serde_json::Value, objects: &[Obj
         }
         let started = Instant::now();
         match plugin.world() {
-            kitsync::plugin::World::Validator => {
-                drop(policy.validate_encoded(&encoded).expect("validate"))
+            kitsync::plugin::World::Validator => drop(policy.validate_encoded(&encoded).expect("validate")),
+            kitsync::plugin::World::Transformer => {
+                drop(policy.transform_encoded(objects, &encoded).expect("transform"))
             }
-            kitsync::plugin::World::Transformer => drop(
-                policy
-                    .transform_encoded(objects, &encoded)
-                    .expect("transform"),
-            ),
         }
         calls.push(started.elapsed());
     }

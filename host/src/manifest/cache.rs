@@ -226,12 +226,19 @@ mod tests {
     #[test]
     fn errors_are_not_kept_and_the_bound_holds() {
         let cache = ParseCache::default();
-        assert!(cache.parse_within("k/bad.yaml", "a: [", &mut KitBudget::default()).is_err());
+        assert!(
+            cache
+                .parse_within("k/bad.yaml", "a: [", &mut KitBudget::default())
+                .is_err()
+        );
         assert!(cache.is_empty());
 
         let small = ParseCache::new(300);
         for name in ["a", "b", "c"] {
-            let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  x: \"{}\"\n", "y".repeat(60));
+            let text = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  x: \"{}\"\n",
+                "y".repeat(60)
+            );
             small
                 .parse_within(&format!("k/{name}.yaml"), &text, &mut KitBudget::default())
                 .expect("parses");

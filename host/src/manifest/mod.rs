@@ -162,7 +162,12 @@ pub fn parse_within(file: &str, text: &str, budget: &mut KitBudget) -> Result<Ve
 /// Parses `text` against what is left of `budget`, setting `used` to what the parser spent.
 /// A file that parses but is refused later (not an object, no name) has spent it too; a file
 /// over the budget is refused before anything of it is used.
-fn parse_counted(file: &str, text: &str, budget: &KitBudget, used: &mut KitBudget) -> Result<Vec<Object>, Error> {
+fn parse_counted(
+    file: &str,
+    text: &str,
+    budget: &KitBudget,
+    used: &mut KitBudget,
+) -> Result<Vec<Object>, Error> {
     use std::cell::RefCell;
     use std::rc::Rc;
     if text.len() > MAX_FILE_BYTES {

@@ -287,8 +287,8 @@ impl Pipeline {
         findings: &mut Vec<Finding>,
         secrets: &mut SecretValues,
     ) -> Result<Vec<Object>, Failure> {
-        let mut objects =
-            read_manifests(snapshot, kit, &self.parsed).map_err(|all| report_all(all, &kit.name, locator, findings))?;
+        let mut objects = read_manifests(snapshot, kit, &self.parsed)
+            .map_err(|all| report_all(all, &kit.name, locator, findings))?;
         // Known before any plugin runs, so what plugins print is redacted too.
         *secrets = SecretValues::of(&objects);
         let shared_secrets = std::sync::Arc::new(secrets.clone());

@@ -7,9 +7,12 @@
 //! point the walk stops.
 
 use std::fmt;
+use std::ops::Range;
 
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The value at `tokens` (unescaped RFC 6901 reference tokens) in the JSON `text`, or `None`
 /// when the path is absent (a missing member, an index past the end, a scalar on the way).
@@ -19,28 +22,78 @@ use serde_json::Value;
 /// The text is not valid JSON (as far as the walk read it).
 pub fn parse_at(text: &str, tokens: &[&str]) -> Result<Option<Value>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let found = Path(tokens).deserialize(&mut deserializer)?;
-    Ok(found)
+    Path { tokens, leaf: Build }.deserialize(&mut deserializer)
+}
+
+/// Where the value at `tokens` is in `text` (byte range of its JSON text), or `None` when the
+/// path is absent; for changing one part of an object without rebuilding the rest.
+///
+/// # Errors
+/// The text is not valid JSON (as far as the walk read it).
+pub(crate) fn span_at(text: &str, tokens: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let found = Path { tokens, leaf: Locate }.deserialize(&mut deserializer)?;
+    Ok(found.map(|raw| {
+        // The raw value borrows from `text`: its place is its address's distance from the start.
+        let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        start..start + raw.get().len()
+    }))
+}
+
+/// What to do at the end of a path.
+trait Leaf<'de>: Copy {
+    type Out;
+    fn take<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Out, D::Error>;
+}
+
+/// Build the value.
+#[derive(Clone, Copy)]
+struct Build;
+
+impl<'de> Leaf<'de> for Build {
+    type Out = Value;
+    fn take<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        Value::deserialize(deserializer)
+    }
+}
+
+/// Borrow the value's text.
+#[derive(Clone, Copy)]
+struct Locate;
+
+impl<'de> Leaf<'de> for Locate {
+    type Out = &'de RawValue;
+    fn take<D: Deserializer<'de>>(self, deserializer: D) -> Result<&'de RawValue, D::Error> {
+        <&RawValue>::deserialize(deserializer)
+    }
 }
 
 /// Deserializes the value at the end of a path, skipping everything else.
-struct Path<'p>(&'p [&'p str]);
+struct Path<'p, L> {
+    tokens: &'p [&'p str],
+    leaf: L,
+}
 
-impl<'de> DeserializeSeed<'de> for Path<'_> {
-    type Value = Option<Value>;
+impl<'de, L: Leaf<'de>> DeserializeSeed<'de> for Path<'_, L> {
+    type Value = Option<L::Out>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        match self.0.split_first() {
-            None => serde::Deserialize::deserialize(deserializer).map(Some),
-            Some((head, rest)) => deserializer.deserialize_any(Step { head, rest }),
+        match self.tokens.split_first() {
+            None => self.leaf.take(deserializer).map(Some),
+            Some((head, rest)) => deserializer.deserialize_any(Step {
+                head,
+                rest,
+                leaf: self.leaf,
+            }),
         }
     }
 }
 
 /// One step of a path: a member name, or an array index.
-struct Step<'p> {
+struct Step<'p, L> {
     head: &'p str,
     rest: &'p [&'p str],
+    leaf: L,
 }
 
 /// Whether a map key equals the wanted token, without allocating for keys that do not.
@@ -66,8 +119,8 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Step<'_> {
-    type Value = Option<Value>;
+impl<'de, L: Leaf<'de>> Visitor<'de> for Step<'_, L> {
+    type Value = Option<L::Out>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
@@ -78,7 +131,10 @@ impl<'de> Visitor<'de> for Step<'_> {
         while let Some(matches) = map.next_key_seed(KeyIs(self.head))? {
             if matches {
                 // A repeated member: the last one wins, as when a whole value is built.
-                found = map.next_value_seed(Path(self.rest))?;
+                found = map.next_value_seed(Path {
+                    tokens: self.rest,
+                    leaf: self.leaf,
+                })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -95,7 +151,10 @@ impl<'de> Visitor<'de> for Step<'_> {
         let mut i = 0usize;
         loop {
             if Some(i) == index {
-                match seq.next_element_seed(Path(self.rest))? {
+                match seq.next_element_seed(Path {
+                    tokens: self.rest,
+                    leaf: self.leaf,
+                })? {
                     Some(value) => found = value,
                     None => break,
                 }
@@ -173,6 +232,9 @@ mod tests {
             let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
             let got = parse_at(&text, &tokens).expect("valid JSON");
             assert_eq!(got.as_ref(), value.pointer(pointer), "{pointer}");
+            let span = span_at(&text, &tokens).expect("valid JSON");
+            let at: Option<Value> = span.map(|r| serde_json::from_str(&text[r]).expect("a value"));
+            assert_eq!(at.as_ref(), value.pointer(pointer), "{pointer}");
         }
     }
 

@@ -119,17 +119,35 @@ fn set_entries(root: &mut Value, tokens: &[&str], entries: &BTreeMap<String, Str
     Ok(())
 }
 
-/// Applies the configuration to one object.
+/// Applies the configuration to one object. Only the object's metadata and its pod
+/// template's metadata are built and rewritten ([`Object::edit`]); the rest of the object
+/// stays the host's text.
 pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
     let describe = object.describe();
     let fail = |e: String| PluginError::InvalidInput(format!("{describe}: {e}"));
-    set_entries(object.value_mut(), &["metadata", "labels"], &config.labels).map_err(fail)?;
-    set_entries(
-        object.value_mut(),
-        &["metadata", "annotations"],
-        &config.annotations,
-    )
-    .map_err(fail)?;
+    let set_metadata = |metadata: &mut Value, path: &str| -> Result<(), String> {
+        let in_metadata = |e: String| format!("{path}{e}");
+        set_entries(metadata, &["labels"], &config.labels).map_err(in_metadata)?;
+        set_entries(metadata, &["annotations"], &config.annotations).map_err(in_metadata)
+    };
+    match object.edit("/metadata", |m| {
+        if m.is_null() {
+            *m = Value::Object(Map::new());
+        }
+        set_metadata(m, "metadata.")
+    }) {
+        Some(result) => result.map_err(fail)?,
+        // No metadata at all: create it (a host object always has one, with its name).
+        None => set_entries(object.value_mut(), &["metadata", "labels"], &config.labels)
+            .and_then(|()| {
+                set_entries(
+                    object.value_mut(),
+                    &["metadata", "annotations"],
+                    &config.annotations,
+                )
+            })
+            .map_err(fail)?,
+    }
     if config.labels.is_empty() {
         return Ok(());
     }
@@ -142,9 +160,25 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
     }
     for template in templates {
         // Only existing templates are labelled; a missing one is not invented.
-        if let Some(t) = object.value_mut().pointer_mut(template).filter(|t| t.is_object()) {
-            set_entries(t, &["metadata", "labels"], &config.labels)
-                .map_err(|e| fail(format!("{template}: {e}")))?;
+        let in_metadata = |m: &mut Value| {
+            if m.is_null() {
+                *m = Value::Object(Map::new());
+            }
+            set_entries(m, &["labels"], &config.labels).map_err(|e| format!("metadata.{e}"))
+        };
+        let labelled = object
+            .edit(&format!("{template}/metadata"), in_metadata)
+            .or_else(|| {
+                object.edit(template, |t| {
+                    if t.is_object() {
+                        set_entries(t, &["metadata", "labels"], &config.labels)
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+        if let Some(result) = labelled {
+            result.map_err(|e| fail(format!("{template}: {e}")))?;
         }
     }
     Ok(())
