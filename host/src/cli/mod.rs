@@ -165,6 +165,7 @@ const PLUGIN_NEW_HELP: &str = "Examples:
   kitsync plugin new max-replicas --kind validator
   kitsync plugin new add-owner --kind transformer --path policies/add-owner
   kitsync plugin new max-replicas --kind validator --lang python   # or --lang js, --lang go
+  kitsync plugin new add-owner --kind transformer --lang go
 
 Writes a standalone Rust project: src/lib.rs with one rule, a fixture case in tests/, the
 plugin SDK in vendor/kitsync-plugin/ and the WIT contract in wit/ (copies, so it builds
@@ -173,12 +174,14 @@ outside kitsync's repository) and a README. Then:
   cargo build --release --target wasm32-wasip2
   kitsync plugin test .
 
---lang python, js and go write a validator (app.py, app.js or main.go: the same rule and case)
-built by ./build, which installs the pinned tool outside the project on first use
+--lang python, js and go write either kind (app.py, app.js or main.go: the same rule and case
+as in Rust) built by ./build, which installs the pinned tool outside the project on first use
 (componentize-py: python3 with venv; componentize-js: Node.js 20+ with npm; wasm-tools for
-Go's own wasip1 target: Go 1.24+ and cargo).
-Exit status: 0 written, 2 error (a bad name, a directory that is not empty, an unsupported
-language or kind).";
+Go's own wasip1 target: Go 1.24+ and cargo). Then:
+  ./build
+  kitsync plugin test .
+Exit status: 0 written, 2 error (a bad name, a directory that is not empty, an unknown
+--lang or --kind).";
 
 /// `kitsync plugin ...`
 #[derive(Debug, Subcommand)]

@@ -171,6 +171,25 @@ fn kitsync(args: &[&str]) -> std::process::Output {
         .expect("kitsync runs")
 }
 
+/// The interfaces a component imports, as `kitsync plugin inspect --json` lists them: the
+/// sandbox check for plugins built by other languages' tools.
+fn imports(component: &std::path::Path) -> Vec<String> {
+    let out = kitsync(&[
+        "plugin",
+        "inspect",
+        component.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    inspected["imports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no imports in {inspected}"))
+        .iter()
+        .filter_map(|i| i.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A command's output as text.
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

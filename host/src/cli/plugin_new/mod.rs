@@ -1,9 +1,9 @@
-//! `kitsync plugin new NAME --kind validator|transformer --lang rust|python|js`: writes a
+//! `kitsync plugin new NAME --kind validator|transformer --lang rust|python|js|go`: writes a
 //! standalone plugin project that builds with one command (`cargo build --release --target
-//! wasm32-wasip2`, or `./build` for Python and JavaScript, [`script`]) and passes `kitsync
-//! plugin test .` as written.
+//! wasm32-wasip2`, or `./build` for Python, JavaScript and Go, [`script`]) and passes `kitsync
+//! plugin test .` as written. Both kinds have the same rule and fixture case in every language.
 //!
-//! The project depends on the SDK by path, on a copy written into `vendor/kitsync-plugin/`
+//! A Rust project depends on the SDK by path, on a copy written into `vendor/kitsync-plugin/`
 //! together with the WIT package in `wit/`, both embedded in this binary: the SDK is not on
 //! a package registry, and a user outside kitsync's repository must be able to build without
 //! it. The copy is the SDK this kitsync was built with, so the plugin targets the contract
@@ -30,11 +30,11 @@ pub enum Kind {
 pub enum Lang {
     /// Rust with the kitsync-plugin SDK.
     Rust,
-    /// JavaScript, built by componentize-js (validators).
+    /// JavaScript, built by componentize-js.
     Js,
-    /// Python, built by componentize-py (validators).
+    /// Python, built by componentize-py.
     Python,
-    /// Go, with Go's own wasip1 target and wasm-tools (validators).
+    /// Go, with Go's own wasip1 target and wasm-tools.
     Go,
 }
 
@@ -134,20 +134,70 @@ fn case(kind: Kind) -> (&'static str, Vec<(&'static str, &'static str)>) {
     }
 }
 
+/// What the templates say about a kind: its rule, where its case's finding points, and how a
+/// kit uses it. One place, so the Rust and the script projects' READMEs agree.
+struct KindText {
+    /// `validator` or `transformer`, also the WIT world's name.
+    word: &'static str,
+    /// The rule code the generated plugin reports.
+    rule: String,
+    /// The severity, object and path of its finding in the fixture case.
+    severity: &'static str,
+    object: &'static str,
+    path: &'static str,
+    /// The key of kit.yaml that runs it, and a configuration for it there.
+    kit_key: &'static str,
+    kit_config: &'static str,
+    /// The README's mention of `output.yaml` in the table of files (empty for validators).
+    output_row: &'static str,
+}
+
+impl KindText {
+    fn of(name: &str, kind: Kind) -> Self {
+        match kind {
+            Kind::Validator => KindText {
+                word: "validator",
+                rule: format!("{name}/too-many-replicas"),
+                severity: "error",
+                object: "apps/v1/StatefulSet batch",
+                path: "/spec/replicas",
+                kit_key: "validate",
+                kit_config: "{maxReplicas: 10}",
+                output_row: "",
+            },
+            Kind::Transformer => KindText {
+                word: "transformer",
+                rule: format!("{name}/overwritten"),
+                severity: "warning",
+                object: "v1/Service web",
+                path: "/metadata/annotations",
+                kit_key: "transform",
+                kit_config: "{annotations: {example.com/owner: shop}}",
+                output_row: ", `output.yaml` (the objects it returns)",
+            },
+        }
+    }
+
+    /// The placeholders every template of the kind may use.
+    fn values<'a>(&'a self, case_name: &'a str) -> Vec<(&'static str, &'a str)> {
+        vec![
+            ("kind", self.word),
+            ("world", self.word),
+            ("rule", &self.rule),
+            ("case", case_name),
+            ("severity", self.severity),
+            ("object", self.object),
+            ("path", self.path),
+            ("kit_key", self.kit_key),
+            ("kit_config", self.kit_config),
+            ("output_row", self.output_row),
+        ]
+    }
+}
+
 /// Runs `kitsync plugin new`: checks the name and directory, writes the project, prints the
 /// next commands.
 pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
-    let lang = match args.lang {
-        Lang::Rust => "rust",
-        Lang::Js => "js",
-        Lang::Python => "python",
-        Lang::Go => "go",
-    };
-    if args.lang != Lang::Rust && args.kind == Kind::Transformer {
-        bail!(
-            "--lang {lang} writes validators only for now: use --kind validator, or --lang rust for a transformer"
-        );
-    }
     check_name(&args.name)?;
     let dir = args.path.clone().unwrap_or_else(|| PathBuf::from(&args.name));
     if let Ok(mut entries) = std::fs::read_dir(&dir) {
@@ -162,7 +212,7 @@ pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
             .into_iter()
             .map(|(path, text)| (path, text, false))
             .collect(),
-        other => script::project(&args.name, other)?,
+        other => script::project(&args.name, args.kind, other)?,
     };
     for (path, text, executable) in &files {
         let file = dir.join(path);
@@ -176,10 +226,7 @@ pub(super) fn new(args: &NewArgs) -> Result<Outcome> {
                 .with_context(|| format!("making {} executable", file.display()))?;
         }
     }
-    let kind = match args.kind {
-        Kind::Validator => "validator",
-        Kind::Transformer => "transformer",
-    };
+    let kind = KindText::of(&args.name, args.kind).word;
     outln!(
         "Created the {kind} {} in {} ({} files).",
         args.name,
@@ -286,48 +333,21 @@ fn project(name: &str, kind: Kind) -> Result<Vec<(String, String)>> {
         })
         .collect();
     let (sdk_version, sdk_dependencies) = sdk_manifest_parts()?;
-    let (kind_word, rule, severity, object, path, kit_key, kit_config, output_row, source) = match kind {
-        Kind::Validator => (
-            "validator",
-            format!("{name}/too-many-replicas"),
-            "error",
-            "apps/v1/StatefulSet batch",
-            "/spec/replicas",
-            "validate",
-            "{maxReplicas: 10}",
-            "",
-            TEMPLATE_VALIDATOR,
-        ),
-        Kind::Transformer => (
-            "transformer",
-            format!("{name}/overwritten"),
-            "warning",
-            "v1/Service web",
-            "/metadata/annotations",
-            "transform",
-            "{annotations: {example.com/owner: shop}}",
-            ", `output.yaml` (the objects it returns)",
-            TEMPLATE_TRANSFORMER,
-        ),
+    let source = match kind {
+        Kind::Validator => TEMPLATE_VALIDATOR,
+        Kind::Transformer => TEMPLATE_TRANSFORMER,
     };
-    let values: Vec<(&str, &str)> = vec![
+    let text = KindText::of(name, kind);
+    let mut values: Vec<(&str, &str)> = vec![
         ("name", name),
         ("crate", &crate_name),
         ("Type", &type_name),
-        ("kind", kind_word),
         ("contract", crate::plugin::CONTRACT_VERSION),
         ("kitsync_version", env!("CARGO_PKG_VERSION")),
         ("sdk_version", &sdk_version),
         ("sdk_dependencies", &sdk_dependencies),
-        ("rule", &rule),
-        ("case", case_name),
-        ("severity", severity),
-        ("object", object),
-        ("path", path),
-        ("kit_key", kit_key),
-        ("kit_config", kit_config),
-        ("output_row", output_row),
     ];
+    values.extend(text.values(case_name));
     let fill = |template: &str| fill(template, &values);
     let mut files = vec![
         ("Cargo.toml".to_owned(), fill(TEMPLATE_MANIFEST)?),
@@ -472,6 +492,51 @@ mod tests {
                     .iter()
                     .any(|(p, _)| p.starts_with("tests/") && p.ends_with("/expected.yaml"))
             );
+        }
+    }
+
+    #[test]
+    fn script_projects_write_the_world_of_their_kind() {
+        for (kind, world, rule, world_file) in [
+            (
+                Kind::Validator,
+                "validator",
+                "demo/too-many-replicas",
+                "validator.go",
+            ),
+            (
+                Kind::Transformer,
+                "transformer",
+                "demo/overwritten",
+                "transformer.go",
+            ),
+        ] {
+            for lang in [Lang::Python, Lang::Js, Lang::Go] {
+                // Also fails when a placeholder is left unfilled.
+                let files = script::project("demo", kind, lang).expect("project");
+                let get = |path: &str| {
+                    &files
+                        .iter()
+                        .find(|(p, _, _)| p == path)
+                        .unwrap_or_else(|| panic!("{lang:?} {kind:?}: {path}"))
+                        .1
+                };
+                let build = get("build");
+                assert!(
+                    build.contains(&format!("-w {world} "))
+                        || build.contains(&format!("-n {world} "))
+                        || build.contains(&format!("--world {world} ")),
+                    "{lang:?} {kind:?}: {build}"
+                );
+                assert!(get("README.md").contains(rule), "{lang:?} {kind:?}");
+                assert!(
+                    files.iter().any(|(p, _, _)| p.ends_with("/output.yaml")) == (kind == Kind::Transformer),
+                    "{lang:?} {kind:?}: output.yaml for transformers only"
+                );
+                if lang == Lang::Go {
+                    assert!(get(&format!("internal/plugin/{world_file}")).contains("func Register("));
+                }
+            }
         }
     }
 

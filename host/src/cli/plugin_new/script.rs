@@ -1,22 +1,44 @@
-//! `kitsync plugin new --lang python|js|go`: a validator project built by the language's
-//! component tool (componentize-py, componentize-js, Go's wasip1 target with wasm-tools)
-//! through a `./build` script that installs the pinned tool outside the project when missing,
-//! with the same rule and fixture case as the Rust template. The templates follow the examples
-//! in `plugins/python`, `plugins/js` and `plugins/go`, which tests check against the Rust
-//! plugins' cases; the Go project carries the example's hand-written ABI and WASI stubs.
+//! `kitsync plugin new --lang python|js|go`: a validator or transformer project built by the
+//! language's component tool (componentize-py, componentize-js, Go's wasip1 target with
+//! wasm-tools) through a `./build` script that installs the pinned tool outside the project
+//! when missing, with the same rule and fixture case as the Rust template of its kind. The
+//! templates follow the examples in `plugins/python`, `plugins/js` and `plugins/go`, which
+//! tests check against the Rust plugins' cases; the Go project carries the example's
+//! hand-written ABI and WASI stubs, with the world's own file: the example's `validator.go`,
+//! or this directory's `transformer.go` (the same ABI for `transform`).
 
-use super::{Lang, WIT, case, fill};
-use crate::cli::plugin_new::Kind;
+use super::{Kind, KindText, Lang, WIT, case, fill};
 use anyhow::Result;
 
-const PYTHON_APP: &str = include_str!("../../../templates/plugin-python/app.py.in");
+/// A language's policy source, by kind: (validator, transformer).
+const PYTHON_APP: [&str; 2] = [
+    include_str!("../../../templates/plugin-python/app-validator.py.in"),
+    include_str!("../../../templates/plugin-python/app-transformer.py.in"),
+];
 const PYTHON_BUILD: &str = include_str!("../../../templates/plugin-python/build.in");
-const JS_APP: &str = include_str!("../../../templates/plugin-js/app.js.in");
+const JS_APP: [&str; 2] = [
+    include_str!("../../../templates/plugin-js/app-validator.js.in"),
+    include_str!("../../../templates/plugin-js/app-transformer.js.in"),
+];
 const JS_BUILD: &str = include_str!("../../../templates/plugin-js/build.in");
-const GO_MAIN: &str = include_str!("../../../templates/plugin-go/main.go.in");
+const GO_MAIN: [&str; 2] = [
+    include_str!("../../../templates/plugin-go/main-validator.go.in"),
+    include_str!("../../../templates/plugin-go/main-transformer.go.in"),
+];
 const GO_BUILD: &str = include_str!("../../../templates/plugin-go/build.in");
 const GO_ABI: &str = include_str!("../../../../plugins/go/required-labels/internal/plugin/abi.go");
 const GO_PLUGIN: &str = include_str!("../../../../plugins/go/required-labels/internal/plugin/plugin.go");
+/// The world's Go file, by kind: the `validate` or the `transform` export over abi.go.
+const GO_WORLD: [(&str, &str); 2] = [
+    (
+        "validator.go",
+        include_str!("../../../../plugins/go/required-labels/internal/plugin/validator.go"),
+    ),
+    (
+        "transformer.go",
+        include_str!("../../../templates/plugin-go/internal/plugin/transformer.go"),
+    ),
+];
 const GO_STUBS: &str =
     include_str!("../../../../plugins/go/required-labels/wasi-stubs/wasi_snapshot_preview1.wat");
 const GO_STUBS_WIT: &str = include_str!("../../../../plugins/go/required-labels/wasi-stubs/stubs.wit");
@@ -29,16 +51,32 @@ const JS_LOCK: &str = include_str!("../../../../plugins/js/required-labels/packa
 /// The componentize-py version the Python example is built and tested with.
 pub(super) const COMPONENTIZE_PY: &str = "0.25.1";
 
-/// Every file of a `lang` validator project named `name`; the second element says whether
-/// the file is executable.
-pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, bool)>> {
+/// What a transformer's README adds: what the host expects of its output.
+const TRANSFORMER_NOTES: &str = "
+A transformer returns the kit's complete new object list, not a change: an object it leaves
+out is removed from the kit. Each object it returns keeps the `origin` it came with (findings
+about it, and later validators' findings, then point at its file; a new object has none), and
+its `id` must name the object in its JSON (apiVersion, kind, metadata.namespace and
+metadata.name): kitsync reads the object again from the JSON and refuses an output whose `id`
+does not match. The generated code recomputes the `id` from the JSON it returns, so renaming an
+object stays consistent.
+";
+
+/// Every file of a `lang` project of `kind` named `name`; the third element says whether the
+/// file is executable.
+pub(super) fn project(name: &str, kind: Kind, lang: Lang) -> Result<Vec<(String, String, bool)>> {
     let crate_name = name.replace('-', "_");
+    // Index into the (validator, transformer) template pairs.
+    let k = match kind {
+        Kind::Validator => 0,
+        Kind::Transformer => 1,
+    };
     let (language, tool, source, app, build, requirements, extra_rows) = match lang {
         Lang::Python => (
             "Python",
             "componentize-py",
             "app.py",
-            PYTHON_APP,
+            PYTHON_APP[k],
             PYTHON_BUILD,
             "It needs `python3` with `venv`; the first build downloads componentize-py from PyPI.",
             "",
@@ -47,7 +85,7 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
             "Go",
             "Go's wasip1 target and wasm-tools",
             "main.go",
-            GO_MAIN,
+            GO_MAIN[k],
             GO_BUILD,
             "It needs Go 1.24 or later and cargo; the first build installs wasm-tools from crates.io (a few minutes).",
             "\n| `internal/plugin/` | the world's Go types and canonical ABI, by hand |\n| `wasi-stubs/` | answers Go's runtime's WASI calls inside the component |\n| `go.mod` | the module |",
@@ -56,13 +94,25 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
             "JavaScript",
             "componentize-js",
             "app.js",
-            JS_APP,
+            JS_APP[k],
             JS_BUILD,
             "It needs Node.js (20 or later) and npm; the first build downloads componentize-js from the npm registry.",
             "\n| `tools/` | the build tool's pins (`package.json`, `package-lock.json`) |",
         ),
     };
-    let values: Vec<(&str, &str)> = vec![
+    let (case_name, case_files) = case(kind);
+    let text = KindText::of(name, kind);
+    let output_case = match kind {
+        Kind::Validator => "",
+        Kind::Transformer => {
+            "\nA transformer's case also has `output.yaml`: the objects it must return (multi-document\nYAML, compared object by object and field by field)."
+        }
+    };
+    let kind_notes = match kind {
+        Kind::Validator => "",
+        Kind::Transformer => TRANSFORMER_NOTES,
+    };
+    let mut values: Vec<(&str, &str)> = vec![
         ("name", name),
         ("crate", &crate_name),
         ("language", language),
@@ -75,7 +125,10 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
         ("componentize_py", COMPONENTIZE_PY),
         ("wasm_tools", WASM_TOOLS),
         ("module", name),
+        ("output_case", output_case),
+        ("kind_notes", kind_notes),
     ];
+    values.extend(text.values(case_name));
     let fill = |template: &str| fill(template, &values);
     let mut files = vec![
         (source.to_owned(), fill(app)?, false),
@@ -90,6 +143,12 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
         files.push((
             "internal/plugin/plugin.go".to_owned(),
             GO_PLUGIN.to_owned(),
+            false,
+        ));
+        let (world_file, world_source) = GO_WORLD[k];
+        files.push((
+            format!("internal/plugin/{world_file}"),
+            world_source.to_owned(),
             false,
         ));
         files.push((
@@ -111,7 +170,6 @@ pub(super) fn project(name: &str, lang: Lang) -> Result<Vec<(String, String, boo
         files.push(("tools/package.json".to_owned(), tools(JS_PACKAGE), false));
         files.push(("tools/package-lock.json".to_owned(), tools(JS_LOCK), false));
     }
-    let (case_name, case_files) = case(Kind::Validator);
     let case_values = [("name", name)];
     for (file, template) in case_files {
         files.push((

@@ -2,7 +2,10 @@ package plugin
 
 import "unsafe"
 
-// The canonical ABI, by hand, for the three exports of `validator` and the `log` import.
+// The canonical ABI, by hand: what both worlds share (cabi_realloc, the `metadata` and
+// `validate-config` exports, the `log` import, lifting objects and lowering findings). The
+// world's own call is in validator.go (`validate`); `kitsync plugin new --kind transformer`
+// writes transformer.go (`transform`) in its place, so a module exports one world only.
 // Linear memory is 32-bit: a string or list is (pointer u32, length u32), an option or a
 // variant is a u8 tag followed by its payload at the payload's alignment, and every record
 // here has alignment 4. Results with more than one flat value are returned as a pointer to
@@ -18,7 +21,9 @@ const (
 	objectSize     = 60 // id 0, origin option<origin> 36, json 52
 	diagnosticSize = 72 // severity 0, rule 4, message 12, object option<object-ref> 20, path option<string> 60
 	metadataSize   = 36 // name 0, version 8, kinds list<string> 16, config-schema option<string> 24
-	resultSize     = 16 // tag 0, payload 4 (list, or plugin-error: tag 4, string 8)
+	// result<_, plugin-error> and result<list<diagnostic>, plugin-error>: tag 0, payload 4
+	// (list, or plugin-error: tag 4, string 8).
+	resultSize = 16
 )
 
 // hostBlocks keeps the blocks the host asked for alive: Go's collector cannot see the
@@ -193,18 +198,8 @@ func exportValidateConfig(config unsafe.Pointer, configLen uint32) unsafe.Pointe
 	return area.ptr()
 }
 
-//go:wasmexport validate
-func exportValidate(config unsafe.Pointer, configLen uint32, objects unsafe.Pointer, objectsLen uint32) unsafe.Pointer {
-	enter()
-	text := liftString(config, configLen)
-	list := liftObjects(objects, objectsLen)
-	leave()
-	area := newBlock(resultSize)
-	findings, err := registered.Validate(text, list)
-	if err != nil {
-		area.putError(err)
-		return area.ptr()
-	}
+// putDiagnostics lowers findings into a list<diagnostic>, returning the list and its length.
+func putDiagnostics(findings []Diagnostic) (block, int) {
 	out := newBlock(uintptr(len(findings)) * diagnosticSize)
 	for i, d := range findings {
 		at := uintptr(i) * diagnosticSize
@@ -217,6 +212,5 @@ func exportValidate(config unsafe.Pointer, configLen uint32, objects unsafe.Poin
 		}
 		out.putOptionString(at+60, d.Path)
 	}
-	area.putList(4, out, len(findings))
-	return area.ptr()
+	return out, len(findings)
 }

@@ -1,6 +1,6 @@
-// Package plugin is the kitsync:plugin@0.1.0 `validator` world for Go's own wasip1 target:
-// Go types for the WIT records, and the core-wasm exports and import that the component
-// model's canonical ABI expects, written by hand (see abi.go).
+// Package plugin is a kitsync:plugin@0.1.0 world for Go's own wasip1 target: Go types for
+// the WIT records, and the core-wasm exports and import that the component model's canonical
+// ABI expects, written by hand (abi.go, shared; validator.go for the `validator` world).
 //
 // Why by hand: the Go bindings generator (wit-bindgen-go, go.bytecodealliance.org) targets
 // TinyGo. With Go 1.26's GOOS=wasip1 GOARCH=wasm its generated code does not compile
@@ -73,17 +73,15 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Validator is what a policy implements; Register it from an init function.
-type Validator interface {
+// world is what both worlds export besides their own call; validator.go (or, in a
+// transformer, transformer.go) adds that call and Register.
+type world interface {
 	Metadata() Metadata
 	ValidateConfig(config string) *Error
-	Validate(config string, objects []Object) ([]Diagnostic, *Error)
 }
 
-var registered Validator
-
-// Register makes v the plugin's implementation of the `validator` world.
-func Register(v Validator) { registered = v }
+// registered is the plugin's implementation, set by Register.
+var registered world
 
 // Level is the WIT enum `host.level`.
 type Level uint32
