@@ -67,7 +67,7 @@ fn passes_the_rust_cases_and_refuses_its_hostile_twin(example: &Example) {
         stdout.starts_with("required-labels 0.1.0 (validator) from "),
         "{stdout}"
     );
-    assert!(stdout.ends_with("\n6 passed, 0 failed\n"), "{stdout}");
+    assert!(stdout.ends_with("\n7 passed, 0 failed\n"), "{stdout}");
 
     // It imports the contract and nothing else: its WASI calls are stubbed or disabled.
     assert_eq!(

@@ -30,9 +30,9 @@ def _invalid_config(message):
 
 def _label_key_error(key):
     prefix, _, name = key.rpartition("/")
-    if "/" in key and (len(prefix) > 253 or not _DNS.match(prefix)):
+    if "/" in key and (len(prefix) > 253 or not _DNS.fullmatch(prefix)):
         return f"key {json.dumps(key)}: prefix is not a DNS subdomain"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         return f"key {json.dumps(key)}: name is not a qualified name"
     return None
 
