@@ -67,6 +67,9 @@ pub struct Object {
     /// Parts built alone from `text`, one per [`Part`] (outer `None`: not read yet; inner:
     /// absent from the object).
     parts: [OnceCell<Option<Value>>; PARTS],
+    /// The identity the host sent, while `text` still says the same: an object returned with
+    /// it needs no scan of its text for its identity.
+    sent_id: Option<ObjectRef>,
 }
 
 /// The parts of an object a policy commonly reads, each built alone when read before the
@@ -110,6 +113,7 @@ impl Object {
             parsed: OnceCell::new(),
             owned: Some(value),
             parts: Default::default(),
+            sent_id: None,
         })
     }
 
@@ -190,12 +194,15 @@ impl Object {
             (Some(text), None, None) => text,
             _ => return self.value_mut().pointer_mut(pointer).map(change),
         };
-        let tokens: Vec<String> = pointer
+        let tokens: Vec<std::borrow::Cow<'_, str>> = pointer
             .split('/')
             .skip(1)
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .map(|t| match t.contains('~') {
+                true => t.replace("~1", "/").replace("~0", "~").into(),
+                false => t.into(),
+            })
             .collect();
-        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let tokens: Vec<&str> = tokens.iter().map(|t| t.as_ref()).collect();
         let span = match crate::subtree::span_at(text, &tokens) {
             Ok(span) => span?,
             Err(e) => {
@@ -209,8 +216,27 @@ impl Object {
         };
         let result = change(&mut value);
         text.replace_range(span, &value.to_string());
-        // What was read from the old text is stale.
+        // What was read from the old text is stale, and so is the identity if the edit could
+        // have reached it.
         self.parts = Default::default();
+        let keeps_identity = match pointer {
+            "/metadata" => self.sent_id.as_ref().is_some_and(|sent| {
+                value.get("name").and_then(Value::as_str) == Some(sent.name.as_str())
+                    && match value.get("namespace") {
+                        None | Some(Value::Null) => sent.namespace.is_none(),
+                        Some(Value::String(ns)) if ns.is_empty() => sent.namespace.is_none(),
+                        Some(Value::String(ns)) => sent.namespace.as_deref() == Some(ns.as_str()),
+                        Some(_) => false,
+                    }
+            }),
+            "" => false,
+            p => !["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace"]
+                .iter()
+                .any(|field| strip(p, field).is_some()),
+        };
+        if !keeps_identity {
+            self.sent_id = None;
+        }
         Some(result)
     }
 
@@ -340,8 +366,10 @@ impl Object {
 
     /// An object as the host sent it: nothing is parsed yet.
     pub(crate) fn from_wit(raw: wit::Object) -> Self {
+        let id = ObjectRef::from(raw.id);
         Self {
-            id: ObjectRef::from(raw.id),
+            sent_id: Some(id.clone()),
+            id,
             origin: raw.origin.map(Origin::from),
             text: Some(raw.json),
             parsed: OnceCell::new(),
@@ -361,6 +389,7 @@ impl Object {
             ))
         };
         let (id, json) = match (self.text, self.owned) {
+            (Some(text), None) if self.sent_id.as_ref() == Some(&self.id) => (self.id, text),
             (Some(text), None) => {
                 let id = identity_of_text(&text).map_err(|e| unusable(&self.id, e))?;
                 (id, text)
@@ -539,6 +568,16 @@ mod tests {
         assert_eq!(edited.labels(), value["metadata"]["labels"].as_object());
         let back = edited.into_wit(0).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&back.json).unwrap(), expected);
+        assert_eq!(back.id.name, "web");
+
+        // An edit that reaches the identity is read back from the text.
+        let mut renamed = sent(&value);
+        renamed.edit("/metadata", |m| m["name"] = json!("api"));
+        assert_eq!(renamed.into_wit(0).unwrap().id.name, "api");
+        let mut moved = sent(&value);
+        moved.edit("/metadata/namespace", |_| ());
+        moved.edit("/metadata", |m| m["namespace"] = json!("other"));
+        assert_eq!(moved.into_wit(0).unwrap().id.namespace.as_deref(), Some("other"));
 
         let mut changed = sent(&value);
         let _ = changed.labels();

@@ -123,8 +123,8 @@ fn set_entries(root: &mut Value, tokens: &[&str], entries: &BTreeMap<String, Str
 /// template's metadata are built and rewritten ([`Object::edit`]); the rest of the object
 /// stays the host's text.
 pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
-    let describe = object.describe();
-    let fail = |e: String| PluginError::InvalidInput(format!("{describe}: {e}"));
+    // Described only on failure: formatting every object's name is a visible share of a call.
+    let fail = |object: &Object, e: String| PluginError::InvalidInput(format!("{}: {e}", object.describe()));
     let set_metadata = |metadata: &mut Value, path: &str| -> Result<(), String> {
         let in_metadata = |e: String| format!("{path}{e}");
         set_entries(metadata, &["labels"], &config.labels).map_err(in_metadata)?;
@@ -136,7 +136,7 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
         }
         set_metadata(m, "metadata.")
     }) {
-        Some(result) => result.map_err(fail)?,
+        Some(result) => result.map_err(|e| fail(object, e))?,
         // No metadata at all: create it (a host object always has one, with its name).
         None => set_entries(object.value_mut(), &["metadata", "labels"], &config.labels)
             .and_then(|()| {
@@ -146,7 +146,7 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
                     &config.annotations,
                 )
             })
-            .map_err(fail)?,
+            .map_err(|e| fail(object, e))?,
     }
     if config.labels.is_empty() {
         return Ok(());
@@ -178,7 +178,7 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
                 })
             });
         if let Some(result) = labelled {
-            result.map_err(|e| fail(format!("{template}: {e}")))?;
+            result.map_err(|e| fail(object, format!("{template}: {e}")))?;
         }
     }
     Ok(())
