@@ -9,8 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginRef {
-    /// Repository-relative path of the component.
-    pub plugin: String,
+    /// Repository-relative path of the component, with where it is written (the entry's line).
+    pub plugin: serde_saphyr::Spanned<String>,
     /// Its sha256 (64 hex digits, optional `sha256:` prefix).
     pub sha256: String,
     /// Configuration handed to the plugin, with where it is written.
@@ -192,7 +192,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
     refs.into_iter()
         .map(|r| {
-            let path = normalize("", &r.plugin).map_err(|m| invalid(file, format!("plugin {m}")))?;
+            let line = Some(r.plugin.defined.line()).filter(|l| *l > 0);
+            let path = normalize("", &r.plugin.value).map_err(|m| invalid(file, format!("plugin {m}")))?;
             let hex = r
                 .sha256
                 .strip_prefix("sha256:")
@@ -210,6 +211,7 @@ fn plugins(file: &str, refs: Vec<PluginRef>) -> Result<Vec<PluginSpec>, Error> {
                 sha256: hex,
                 config: r.config.map(|c| c.value).unwrap_or_default(),
                 declared_in: file.to_owned(),
+                line,
                 config_line,
             })
         })

@@ -97,6 +97,8 @@ pub struct PluginSpec {
     pub config: serde_json::Value,
     /// File that declared it (for messages).
     pub declared_in: String,
+    /// Line of its entry (the `plugin:` value) in that file.
+    pub line: Option<u64>,
     /// Line of its `config:` value in that file, when it has one.
     pub config_line: Option<u64>,
 }

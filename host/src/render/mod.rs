@@ -418,20 +418,16 @@ impl Pipeline {
     fn configured(&self, snapshot: &Snapshot, spec: &PluginSpec, kit: &str) -> Result<Configured, Failure> {
         let bytes = snapshot.get(&spec.path).ok_or_else(|| {
             let why = if snapshot.symlinks.contains(&spec.path) {
-                "is a symlink; symlinks are never followed"
-            } else if snapshot.refused.iter().any(|r| r.path == spec.path) {
-                "was refused (see the snapshot's refused entries: too large or an odd name)"
+                "is a symlink; symlinks are never followed".to_owned()
+            } else if let Some(refused) = snapshot.refused.iter().find(|r| r.path == spec.path) {
+                format!("was not read: {}", refused.reason)
             } else {
-                "does not exist at this revision"
+                "does not exist at this revision".to_owned()
             };
             Failure {
                 rule: "kitsync/plugin-missing",
                 message: format!("plugin {} (declared in {}) {why}", spec.path, spec.declared_in),
-                location: Some(crate::diagnostic::Location {
-                    file: spec.declared_in.clone(),
-                    line: spec.config_line.and_then(|l| u32::try_from(l).ok()).unwrap_or(1),
-                    column: None,
-                }),
+                location: Some(entry(spec)),
             }
         })?;
         // A plugin that does not load (a digest mismatch, a forbidden import, another
@@ -439,11 +435,7 @@ impl Pipeline {
         let plugin = self
             .load(&spec.path, bytes, &spec.sha256)
             .map_err(|mut failure| {
-                failure.location = Some(crate::diagnostic::Location {
-                    file: spec.declared_in.clone(),
-                    line: spec.config_line.and_then(|l| u32::try_from(l).ok()).unwrap_or(1),
-                    column: None,
-                });
+                failure.location = Some(entry(spec));
                 failure
             })?;
         plugin
@@ -472,6 +464,20 @@ impl Pipeline {
 
 /// Records every failure but the first as a finding and returns the first, which the
 /// caller reports as the reason the kit is blocked.
+/// Where a plugin's entry is written: the line of its `plugin:` (its `config:` or the top of
+/// the file when that is unknown).
+fn entry(spec: &PluginSpec) -> crate::diagnostic::Location {
+    crate::diagnostic::Location {
+        file: spec.declared_in.clone(),
+        line: spec
+            .line
+            .or(spec.config_line)
+            .and_then(|l| u32::try_from(l).ok())
+            .unwrap_or(1),
+        column: None,
+    }
+}
+
 fn report_all(
     failures: Vec<Failure>,
     kit: &str,

@@ -44,7 +44,9 @@ pub fn escape_name(bytes: &[u8]) -> String {
 /// Size limits on what a snapshot may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest single file, in bytes (default 16 MiB).
+    /// Largest single file, in bytes (default 32 MiB: room for a plugin built from an
+    /// interpreted language, a Python component being about 18 MB; YAML has its own, lower,
+    /// budgets per kit).
     pub file_bytes: u64,
     /// Most regular files in the tree (default 20,000).
     pub files: usize,
@@ -55,7 +57,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            file_bytes: 16 << 20,
+            file_bytes: 32 << 20,
             files: 20_000,
             total_bytes: 512 << 20,
         }

@@ -411,6 +411,18 @@ fn broken_kits_are_blocked_with_clear_errors_and_others_go_on() {
         ),
     );
     repo.write("kits/incompatible/cm.yaml", &deployment("a", ""));
+    // A plugin over the per-file limit (a component this large is not read at all), pinned
+    // after a comment and with a config, so its entry's line is neither 1 nor the config's.
+    let oversized = vec![0u8; super::over_the_file_limit()];
+    std::fs::write(repo.path().join("plugins/oversized.wasm"), &oversized).expect("write");
+    repo.write(
+        "kits/oversized-plugin/kit.yaml",
+        &format!(
+            "# a big one\nvalidate:\n  - plugin: plugins/oversized.wasm\n    sha256: {}\n    config: {{min: 1}}\n",
+            kitsync::plugin::sha256_hex(&oversized)
+        ),
+    );
+    repo.write("kits/oversized-plugin/cm.yaml", &deployment("a", ""));
     // Two kits claiming one namespace.
     repo.write("kits/claim-a/kit.yaml", "namespace: shared\n");
     repo.write("kits/claim-a/cm.yaml", &deployment("a", ""));
@@ -475,9 +487,30 @@ fn broken_kits_are_blocked_with_clear_errors_and_others_go_on() {
     blocked("wrong-type", &["kits/wrong-type/kit.yaml:1", "prune"]);
     blocked(
         "missing-plugin",
-        &["[kitsync/plugin-missing]", "plugins/nope.wasm", "does not exist"],
+        &[
+            "kits/missing-plugin/kit.yaml:2 [kitsync/plugin-missing]",
+            "plugins/nope.wasm",
+            "does not exist",
+        ],
     );
-    blocked("wrong-digest", &["digest mismatch", &wrong, &port_range]);
+    // Located at the plugin's entry, not at line 1 or its config.
+    blocked(
+        "wrong-digest",
+        &[
+            "kits/wrong-digest/kit.yaml:2",
+            "digest mismatch",
+            &wrong,
+            &port_range,
+        ],
+    );
+    blocked(
+        "oversized-plugin",
+        &[
+            "kits/oversized-plugin/kit.yaml:3 [kitsync/plugin-missing]",
+            "plugin plugins/oversized.wasm (declared in kits/oversized-plugin/kit.yaml) was not read:",
+            "bytes is over the per-file limit of 33554432 bytes",
+        ],
+    );
     blocked(
         "trapping",
         &["hostile-panic.wasm", "kit trapping", "hostile panic: boom"],
@@ -486,7 +519,7 @@ fn broken_kits_are_blocked_with_clear_errors_and_others_go_on() {
     blocked(
         "incompatible",
         &[
-            "kits/incompatible/kit.yaml:1 [kitsync/plugin-error]",
+            "kits/incompatible/kit.yaml:2 [kitsync/plugin-error]",
             "plugin plugins/future.wasm: load: built for kitsync:plugin@0.2.0",
             "loads plugins built for 0.1.x only",
         ],

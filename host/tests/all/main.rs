@@ -190,6 +190,11 @@ fn imports(component: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Bytes one more than the largest file a snapshot reads.
+fn over_the_file_limit() -> usize {
+    usize::try_from(kitsync::source::Limits::default().file_bytes).unwrap_or(usize::MAX) + 1
+}
+
 /// A command's output as text.
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

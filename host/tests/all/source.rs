@@ -1,6 +1,7 @@
 //! Git sources against real repositories made with the `git` CLI, over file://, a plain
 //! path, `git daemon` and `git http-backend` behind a loopback HTTP server with basic auth.
 
+use super::over_the_file_limit;
 use kitsync::source::{
     Auth, Error, PollOutcome, RefSpec, Secret, Snapshot, Source, SourceConfig, redact_url,
 };
@@ -534,13 +535,17 @@ fn from_dir_and_from_git_read_a_worktree() {
 fn an_oversized_file_is_refused_unread_naming_it() {
     let dir = TempDir::new().expect("dir");
     std::fs::create_dir_all(dir.path().join("kits/a")).expect("mkdir");
-    std::fs::write(dir.path().join("kits/a/big.yaml"), vec![b'#'; (16 << 20) + 1]).expect("write");
+    std::fs::write(
+        dir.path().join("kits/a/big.yaml"),
+        vec![b'#'; over_the_file_limit()],
+    )
+    .expect("write");
     let snap = Snapshot::from_dir(dir.path()).expect("the other files are read");
     assert!(snap.get("kits/a/big.yaml").is_none(), "not read");
     let refused = &snap.refused[0];
     assert_eq!(refused.path, "kits/a/big.yaml");
     assert!(
-        refused.reason.contains(&((16 << 20) + 1).to_string()),
+        refused.reason.contains(&over_the_file_limit().to_string()),
         "{refused:?}"
     );
 }

@@ -3,6 +3,7 @@
 //! or differ only in case, oversized blobs, deep nesting). Each fails its own kit, located;
 //! the other kits go on.
 
+use super::over_the_file_limit;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -105,7 +106,7 @@ fn odd_git_tree_entries_fail_their_own_kit() {
     let deep = kit(r, &[("040000", b"d", deep)]);
     let big = kit(
         r,
-        &[("100644", b"big.yaml", blob(r, &vec![b'#'; (16 << 20) + 1]))],
+        &[("100644", b"big.yaml", blob(r, &vec![b'#'; over_the_file_limit()]))],
     );
     let kits = tree(
         r,
