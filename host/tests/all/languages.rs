@@ -1,8 +1,9 @@
 //! A policy in another language, same contract: `required-labels` in Python, JavaScript and
 //! Go (`plugins/<lang>/required-labels`, each built by its script, which installs its pinned
 //! tool outside the clone when missing) passes the Rust plugin's own fixture cases in the same
-//! sandbox, imports the contract and nothing else, and a hostile twin of each that reaches for
-//! files or the network is refused at load, before any of it runs.
+//! sandbox, imports the contract and nothing else, works committed to a repository and pinned
+//! in a kit (`check` reports its finding at the object's line), and a hostile twin of each that
+//! reaches for files or the network is refused at load, before any of it runs.
 //!
 //! Costs, measured with a debug kitsync on 2 shared cores: Python 18 MB, ~30 s first compile;
 //! JavaScript 12 MB, ~40 s; Go 3.9 MB, ~10 s (the Rust one is 180 KB); each then loads from the
@@ -73,6 +74,35 @@ fn passes_the_rust_cases_and_refuses_its_hostile_twin(example: &Example) {
     assert_eq!(
         super::imports(std::path::Path::new(policy)),
         ["kitsync:plugin/host@0.1.0", "kitsync:plugin/types@0.1.0"],
+    );
+
+    // Shipped as a kit author would: committed to a repository, pinned in a kit, and run by
+    // `check` like any plugin (a component as large as Python's fits the per-file limit).
+    let repo = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(out_dir.path().join(example.policy)).expect("the component");
+    std::fs::create_dir_all(repo.path().join("plugins")).expect("mkdir");
+    std::fs::create_dir_all(repo.path().join("kits/shop")).expect("mkdir");
+    std::fs::write(repo.path().join("plugins/required-labels.wasm"), &bytes).expect("write");
+    std::fs::write(
+        repo.path().join("kits/shop/kit.yaml"),
+        format!(
+            "validate:\n  - plugin: plugins/required-labels.wasm\n    sha256: {}\n    config: {{labels: [team]}}\n",
+            kitsync::plugin::sha256_hex(&bytes)
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("kits/shop/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  labels:\n    app: web\n",
+    )
+    .expect("write");
+    let out = kitsync(&["check", repo.path().to_str().expect("utf-8 path")]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("kits/shop/cm.yaml:5") && stdout.contains("[required-labels/missing]"),
+        "{}: {stdout}",
+        example.lang
     );
 
     // The hostile twin imports what the sandbox refuses: refused at load.
