@@ -462,8 +462,6 @@ impl Pipeline {
     }
 }
 
-/// Records every failure but the first as a finding and returns the first, which the
-/// caller reports as the reason the kit is blocked.
 /// Where a plugin's entry is written: the line of its `plugin:` (its `config:` or the top of
 /// the file when that is unknown).
 fn entry(spec: &PluginSpec) -> crate::diagnostic::Location {
@@ -478,6 +476,8 @@ fn entry(spec: &PluginSpec) -> crate::diagnostic::Location {
     }
 }
 
+/// Records every failure but the first as a finding and returns the first, which the
+/// caller reports as the reason the kit is blocked.
 fn report_all(
     failures: Vec<Failure>,
     kit: &str,
