@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
 const KITS: usize = 100;
 const OBJECTS_PER_KIT: usize = 100;
 
@@ -77,13 +78,7 @@ fn sha256(path: &Path) -> String {
 
 /// The example's platform file and plugins, and 100 kits of 50 Deployments + 50 Services.
 fn generate(root: &Path) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    std::fs::create_dir_all(root.join("plugins")).expect("mkdir");
-    for entry in std::fs::read_dir(examples.join("plugins")).expect("plugins") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), root.join("plugins").join(entry.file_name())).expect("copy");
-    }
-    std::fs::copy(examples.join("kitsync.yaml"), root.join("kitsync.yaml")).expect("copy");
+    common::copy_example_platform(root);
     let set_labels = sha256(&root.join("plugins/set-labels.wasm"));
     let port_range = sha256(&root.join("plugins/port-range.wasm"));
     for k in 0..KITS {

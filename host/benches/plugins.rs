@@ -65,12 +65,7 @@ fn whole_render() {
     let repo = tempfile::tempdir().expect("temp dir");
     let root = repo.path();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    std::fs::create_dir_all(root.join("plugins")).expect("mkdir");
-    for entry in std::fs::read_dir(examples.join("plugins")).expect("plugins") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), root.join("plugins").join(entry.file_name())).expect("copy");
-    }
-    std::fs::copy(examples.join("kitsync.yaml"), root.join("kitsync.yaml")).expect("copy");
+    common::copy_example_platform(root);
     let kit = root.join("kits/bench");
     std::fs::create_dir_all(&kit).expect("mkdir");
     let kit_file = std::fs::read_to_string(examples.join("kits/manufracture/kit.yaml")).expect("kit.yaml");

@@ -64,6 +64,34 @@ pub struct Figures {
     pub call: Duration,
 }
 
+/// Copies the example repository's platform file and plugins into `root`, the base of the
+/// benchmarks' generated repositories.
+pub fn copy_example_platform(root: &std::path::Path) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    std::fs::create_dir_all(root.join("plugins")).expect("mkdir");
+    for entry in std::fs::read_dir(examples.join("plugins")).expect("plugins") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), root.join("plugins").join(entry.file_name())).expect("copy");
+    }
+    std::fs::copy(examples.join("kitsync.yaml"), root.join("kitsync.yaml")).expect("copy");
+}
+
+/// Times `run` up to `rounds` times, stopping early (after at least `min` rounds) once
+/// `budget` is spent, so that slow plugins still finish in reasonable time.
+fn samples(rounds: usize, min: usize, budget: Duration, mut run: impl FnMut()) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(rounds);
+    let spent = Instant::now();
+    for _ in 0..rounds {
+        if times.len() >= min && spent.elapsed() > budget {
+            break;
+        }
+        let started = Instant::now();
+        run();
+        times.push(started.elapsed());
+    }
+    times
+}
+
 /// Loads `bytes` cold and from the code cache, instantiates it, and calls it on `objects`
 /// (encoded once, as a render does); prints one line of figures and returns them.
 pub fn bench(name: &str, bytes: &[u8], config: serde_json::Value, objects: &[Object]) -> Figures {
@@ -92,53 +120,28 @@ pub fn bench(name: &str, bytes: &[u8], config: serde_json::Value, objects: &[Obj
         cached.push(started.elapsed());
     }
 
-    let mut instantiate = Vec::with_capacity(ROUNDS);
-    let spent = Instant::now();
-    for _ in 0..ROUNDS {
-        if instantiate.len() >= 20 && spent.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-        let started = Instant::now();
-        plugin.instantiate_probe().expect("instantiate");
-        instantiate.push(started.elapsed());
-    }
+    let mut instantiate = samples(ROUNDS, 20, Duration::from_secs(5), || {
+        plugin.instantiate_probe().expect("instantiate")
+    });
 
     let policy = plugin.configure(&config).expect("config");
     // A render encodes a kit's objects once for all its plugins, so a call is timed on
     // objects already encoded; the encoding is timed below on its own.
     let encoded = Encoded::new(objects);
-    let mut calls = Vec::with_capacity(ROUNDS / 4);
     // Slow plugins (an interpreter inside the component) get fewer rounds: at least 5.
-    let spent = Instant::now();
-    for _ in 0..ROUNDS / 4 {
-        if calls.len() >= 5 && spent.elapsed() > Duration::from_secs(10) {
-            break;
+    let mut calls = samples(ROUNDS / 4, 5, Duration::from_secs(10), || match plugin.world() {
+        kitsync::plugin::World::Validator => drop(policy.validate_encoded(&encoded).expect("validate")),
+        kitsync::plugin::World::Transformer => {
+            drop(policy.transform_encoded(objects, &encoded).expect("transform"))
         }
-        let started = Instant::now();
-        match plugin.world() {
-            kitsync::plugin::World::Validator => drop(policy.validate_encoded(&encoded).expect("validate")),
-            kitsync::plugin::World::Transformer => {
-                drop(policy.transform_encoded(objects, &encoded).expect("transform"))
-            }
-        }
-        calls.push(started.elapsed());
-    }
+    });
 
     // Where a call's time goes: the same call on no objects (instantiate + config), and the
     // host's share (objects to JSON text) measured alone.
-    let mut empty = Vec::with_capacity(ROUNDS / 4);
-    let spent = Instant::now();
-    for _ in 0..ROUNDS / 4 {
-        if empty.len() >= 5 && spent.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-        let started = Instant::now();
-        match plugin.world() {
-            kitsync::plugin::World::Validator => drop(policy.validate(&[]).expect("validate")),
-            kitsync::plugin::World::Transformer => drop(policy.transform(&[]).expect("transform")),
-        }
-        empty.push(started.elapsed());
-    }
+    let mut empty = samples(ROUNDS / 4, 5, Duration::from_secs(5), || match plugin.world() {
+        kitsync::plugin::World::Validator => drop(policy.validate(&[]).expect("validate")),
+        kitsync::plugin::World::Transformer => drop(policy.transform(&[]).expect("transform")),
+    });
     let started = Instant::now();
     drop(Encoded::new(objects));
     let encode = started.elapsed();
