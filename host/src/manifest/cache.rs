@@ -12,7 +12,7 @@
 //! bytes, evicting what was used longest ago.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest as _, Sha256};
 
@@ -39,7 +39,9 @@ struct Inner {
 
 #[derive(Debug)]
 struct Entry {
-    objects: Vec<(Option<Origin>, String)>,
+    /// Shared, so a hit takes it out of the lock and reads the JSON back outside it: kits are
+    /// rendered in parallel.
+    objects: Arc<[(Option<Origin>, String)]>,
     used: KitBudget,
     bytes: usize,
     last_used: u64,
@@ -94,32 +96,30 @@ impl ParseCache {
     }
 
     fn hit(&self, key: &[u8; 32], budget: &mut KitBudget) -> Option<Vec<Object>> {
-        let mut inner = self.lock();
-        inner.clock += 1;
-        let clock = inner.clock;
-        let entry = inner.entries.get_mut(key)?;
-        let used = &entry.used;
-        if used.documents > budget.documents
-            || used.nodes > budget.nodes
-            || used.events > budget.events
-            || used.scalar_bytes > budget.scalar_bytes
-        {
-            return None;
-        }
-        entry.last_used = clock;
-        let mut objects = Vec::with_capacity(entry.objects.len());
-        for (origin, json) in &entry.objects {
+        let (stored, used) = {
+            let mut inner = self.lock();
+            inner.clock += 1;
+            let clock = inner.clock;
+            let entry = inner.entries.get_mut(key)?;
+            if !budget.covers(&entry.used) {
+                return None;
+            }
+            entry.last_used = clock;
+            (entry.objects.clone(), entry.used.clone())
+        };
+        let mut objects = Vec::with_capacity(stored.len());
+        for (origin, json) in stored.iter() {
             // Our own serialization of objects that had an identity: it reads back, but if it
             // did not, parsing the file again is always right.
             let value = serde_json::from_str(json).ok()?;
             objects.push(Object::new(value, origin.clone()).ok()?);
         }
-        budget.spend(used);
+        budget.spend(&used);
         Some(objects)
     }
 
     fn insert(&self, key: [u8; 32], objects: &[Object], used: KitBudget) {
-        let encoded: Vec<(Option<Origin>, String)> = objects
+        let encoded: Arc<[(Option<Origin>, String)]> = objects
             .iter()
             .map(|o| (o.origin.clone(), o.value.to_string()))
             .collect();

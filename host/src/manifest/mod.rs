@@ -118,6 +118,14 @@ impl KitBudget {
         scalar_bytes: 0,
     };
 
+    /// Whether what is left is enough for what a file used.
+    pub fn covers(&self, used: &KitBudget) -> bool {
+        used.documents <= self.documents
+            && used.nodes <= self.nodes
+            && used.events <= self.events
+            && used.scalar_bytes <= self.scalar_bytes
+    }
+
     /// Takes what a file used off what is left.
     pub fn spend(&mut self, used: &KitBudget) {
         self.documents = self.documents.saturating_sub(used.documents);
