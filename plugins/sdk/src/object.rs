@@ -194,14 +194,7 @@ impl Object {
             (Some(text), None, None) => text,
             _ => return self.value_mut().pointer_mut(pointer).map(change),
         };
-        let tokens: Vec<std::borrow::Cow<'_, str>> = pointer
-            .split('/')
-            .skip(1)
-            .map(|t| match t.contains('~') {
-                true => t.replace("~1", "/").replace("~0", "~").into(),
-                false => t.into(),
-            })
-            .collect();
+        let tokens = crate::subtree::tokens(pointer);
         let tokens: Vec<&str> = tokens.iter().map(|t| t.as_ref()).collect();
         let span = match crate::subtree::span_at(text, &tokens) {
             Ok(span) => span?,
@@ -325,10 +318,11 @@ impl Object {
         self.owned.is_some() || self.parsed.get().is_some() || self.text.is_none()
     }
 
-    /// The value at `pointer` (a fixed pointer of ours, no escapes) read from the text.
+    /// The value at `pointer` read from the text.
     fn read_part(&self, pointer: &str) -> Option<Value> {
         let text = self.text.as_deref()?;
-        let tokens: Vec<&str> = pointer.split('/').skip(1).collect();
+        let tokens = crate::subtree::tokens(pointer);
+        let tokens: Vec<&str> = tokens.iter().map(|t| t.as_ref()).collect();
         match parse_at(text, &tokens) {
             Ok(found) => found,
             Err(e) => {

@@ -40,6 +40,19 @@ pub(crate) fn span_at(text: &str, tokens: &[&str]) -> Result<Option<Range<usize>
     }))
 }
 
+/// The unescaped reference tokens of an RFC 6901 pointer (`~1` is `/`, `~0` is `~`),
+/// borrowed unless a token holds an escape.
+pub(crate) fn tokens(pointer: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| match t.contains('~') {
+            true => t.replace("~1", "/").replace("~0", "~").into(),
+            false => t.into(),
+        })
+        .collect()
+}
+
 /// What to do at the end of a path.
 trait Leaf<'de>: Copy {
     type Out;
@@ -224,12 +237,8 @@ mod tests {
             "/escaped\"key/x/2",
         ];
         for pointer in pointers {
-            let tokens: Vec<String> = pointer
-                .split('/')
-                .skip(1)
-                .map(|t| t.replace("~1", "/").replace("~0", "~"))
-                .collect();
-            let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            let tokens = tokens(pointer);
+            let tokens: Vec<&str> = tokens.iter().map(|t| t.as_ref()).collect();
             let got = parse_at(&text, &tokens).expect("valid JSON");
             assert_eq!(got.as_ref(), value.pointer(pointer), "{pointer}");
             let span = span_at(&text, &tokens).expect("valid JSON");
