@@ -10,6 +10,10 @@ use kitsync_harness::{ControlPlane, Options};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The allocator the `kitsync` binary uses, so in-process figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NAMESPACES: usize = 10;
 
 fn objects(namespace: &str) -> String {

@@ -5,6 +5,10 @@ use kitsync::cli::{self, Cli, LogFormat, Outcome};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+// See the `mimalloc` entry in Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The service's log is its record of what it did; one-shot commands print results instead.

@@ -8,6 +8,10 @@ use kitsync::plugin::{Encoded, Engine, EngineConfig};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// The allocator the `kitsync` binary uses, so in-process figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub const OBJECTS: usize = 1_000;
 pub const ROUNDS: usize = 200;
 
