@@ -5,9 +5,11 @@ use super::bindings::{
 };
 use super::cache::{CodeCache, CodeSource};
 use super::error::{Error, ErrorKind, Phase, Result};
+use super::permits::Permits;
 use super::sandbox::{EPOCH_TICK, Limits, State};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::object::{Object, ObjectRef};
+use rayon::prelude::*;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -147,6 +149,8 @@ struct EngineInner {
     linker: Linker<State>,
     limits: Limits,
     cache: Option<CodeCache>,
+    /// One per instance slot; every call holds one while its instance lives.
+    permits: Permits,
     _ticker: Ticker,
 }
 
@@ -232,6 +236,7 @@ impl Engine {
                 linker,
                 limits,
                 cache,
+                permits: Permits::new(instances),
                 _ticker: ticker,
             }),
         })
@@ -614,21 +619,29 @@ impl Configured {
             })?
             .map_err(|e| self.error(Phase::Transform, plugin_error(e)))?;
         let places = Places::of(objects);
-        let mut result = Vec::with_capacity(output.objects.len());
-        for (index, object) in output.objects.into_iter().enumerate() {
-            // An object returned as it was sent (the SDK returns untouched objects' text) is
-            // the input object: nothing to parse or check again.
-            let unchanged = encoded
-                .objects
-                .get(index)
-                .zip(objects.get(index))
-                .filter(|(sent, _)| sent.json == object.json && sent.id == object.id)
-                .map(|(_, input)| input.clone());
-            match unchanged {
-                Some(input) => result.push(input),
-                None => result.push(self.object_from_wit(index, object, &places)?),
-            }
-        }
+        // Parsing and checking the returned objects is most of the host's share of a
+        // transform; objects are independent, so they are checked in parallel. The error
+        // reported is the first in output order, as a sequential loop would find it.
+        let checked: Vec<Result<Object>> = output
+            .objects
+            .into_par_iter()
+            .enumerate()
+            .map(|(index, object)| {
+                // An object returned as it was sent (the SDK returns untouched objects' text)
+                // is the input object: nothing to parse or check again.
+                let unchanged = encoded
+                    .objects
+                    .get(index)
+                    .zip(objects.get(index))
+                    .filter(|(sent, _)| sent.json == object.json && sent.id == object.id)
+                    .map(|(_, input)| input.clone());
+                match unchanged {
+                    Some(input) => Ok(input),
+                    None => self.object_from_wit(index, object, &places),
+                }
+            })
+            .collect();
+        let result = checked.into_iter().collect::<Result<Vec<Object>>>()?;
         Ok(TransformOutput {
             objects: result,
             diagnostics: output.diagnostics.into_iter().map(from_wit_diagnostic).collect(),
@@ -685,6 +698,9 @@ impl Configured {
         let plugin = &self.plugin.inner;
         let engine = &plugin.engine.inner;
         let limits = engine.limits;
+        // Waiting for a slot is not part of the call's deadline: the epoch deadline is set on
+        // the store, made after this.
+        let _permit = engine.permits.acquire();
         let mut state = State::new(plugin.name.clone(), self.kit.clone(), &limits);
         state.secrets = self.secrets.clone();
         let mut store = Store::new(&engine.engine, state);
@@ -822,7 +838,7 @@ impl Encoded {
     /// Encodes every object.
     pub fn new(objects: &[Object]) -> Self {
         Encoded {
-            objects: objects.iter().map(to_wit_object).collect(),
+            objects: objects.par_iter().map(to_wit_object).collect(),
         }
     }
 
@@ -836,21 +852,30 @@ impl Encoded {
         }
         let by_id: std::collections::HashMap<&ObjectRef, usize> =
             previous.iter().enumerate().map(|(i, o)| (&o.id, i)).collect();
-        let mut old: Vec<Option<String>> = self.objects.into_iter().map(|o| Some(o.json)).collect();
-        let objects = objects
-            .iter()
+        // Comparing is the costly part, done in parallel; taking each reused text is cheap.
+        let reuse: Vec<Option<usize>> = objects
+            .par_iter()
             .map(|object| {
-                let reused = by_id
+                by_id
                     .get(&object.id)
-                    .filter(|&&i| previous[i].value == object.value)
-                    .and_then(|&i| old[i].take());
-                match reused {
-                    Some(json) => types::Object {
-                        json,
-                        ..wit_identity(object)
-                    },
-                    None => to_wit_object(object),
-                }
+                    .copied()
+                    .filter(|&i| previous[i].value == object.value)
+            })
+            .collect();
+        let mut old: Vec<Option<String>> = self.objects.into_iter().map(|o| Some(o.json)).collect();
+        let texts: Vec<Option<String>> = reuse
+            .into_iter()
+            .map(|i| i.and_then(|i| old.get_mut(i).and_then(Option::take)))
+            .collect();
+        let objects = objects
+            .par_iter()
+            .zip(texts)
+            .map(|(object, text)| match text {
+                Some(json) => types::Object {
+                    json,
+                    ..wit_identity(object)
+                },
+                None => to_wit_object(object),
             })
             .collect();
         Encoded { objects }

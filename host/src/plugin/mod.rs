@@ -9,6 +9,7 @@
 mod cache;
 mod engine;
 mod error;
+mod permits;
 mod sandbox;
 
 pub use cache::{CodeCache, CodeSource};

@@ -24,6 +24,7 @@ use crate::redact::SecretValues;
 use crate::schema::Schemas;
 use crate::source::Snapshot;
 use locate::Locator;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -371,23 +372,41 @@ impl Pipeline {
                 Ok((format!("trusted:{}", t.name), policy))
             }))
             .collect::<Result<_, Failure>>()?;
-        for (name, policy) in validators {
-            let input = encoded.get_or_insert_with(|| Encoded::new(&objects));
-            let diagnostics = self
-                .timed(&name, "validate", || policy.validate_encoded(input))
-                .map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
+        // Validators and the schema stage only read the objects, so they run at once, on
+        // rayon's pool: one pool for every kit rendering, so kits rendered together share the
+        // cores rather than each taking them all. Their findings keep the sequential order.
+        let none;
+        let input: &Encoded = if validators.is_empty() {
+            none = Encoded::new(&[]);
+            &none
+        } else {
+            encoded.get_or_insert_with(|| Encoded::new(&objects))
+        };
+        let (outcomes, schema_stage) = rayon::join(
+            || {
+                validators
+                    .par_iter()
+                    .map(|(name, policy)| self.timed(name, "validate", || policy.validate_encoded(input)))
+                    .collect::<Vec<_>>()
+            },
+            || {
+                (!self.settings.schema.skip_for_benchmark).then(|| {
+                    self.schemas(snapshot, platform)
+                        .map(|schemas| schemas.validate(&objects))
+                })
+            },
+        );
+        for ((name, _), outcome) in validators.iter().zip(outcomes) {
+            let diagnostics = outcome.map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             findings.extend(
                 diagnostics
                     .into_iter()
-                    .map(|d| locator.place(&kit.name, &name, d, &objects)),
+                    .map(|d| locator.place(&kit.name, name, d, &objects)),
             );
         }
-
-        if !self.settings.schema.skip_for_benchmark {
-            let schemas = self
-                .schemas(snapshot, platform)
-                .map_err(|e| Failure::new("kitsync/schema-config", e))?;
-            for (index, violation) in schemas.validate(&objects) {
+        if let Some(violations) = schema_stage {
+            let violations = violations.map_err(|e| Failure::new("kitsync/schema-config", e))?;
+            for (index, violation) in violations {
                 if let Some(object) = objects.get(index) {
                     findings.push(locator.place_violation(&kit.name, object, violation));
                 }

@@ -420,6 +420,39 @@ fn calls_run_concurrently_in_fresh_instances() {
     });
 }
 
+/// Kits render in parallel and each kit's validators run in parallel, so more calls can be
+/// in flight than the pool has instance slots: a call waits for a slot instead of failing.
+#[test]
+fn more_concurrent_calls_than_instance_slots_all_run() {
+    let engine = Engine::new(EngineConfig {
+        max_instances: 2,
+        cache_dir: Some(super::cache_dir()),
+        ..EngineConfig::default()
+    })
+    .expect("engine starts");
+    let plugin = load(&engine, artifacts::REQUIRED_LABELS);
+    let policy = plugin
+        .configure(&serde_json::json!({"labels": ["team"]}))
+        .expect("config");
+    let input = objects("vision.yaml", VISION);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..5)
+                        .map(|_| policy.validate(&input).map(|f| f.len()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for outcome in handle.join().expect("thread") {
+                assert_eq!(outcome.expect("no call is refused for want of a slot"), 2);
+            }
+        }
+    });
+}
+
 #[test]
 fn a_validator_cannot_be_used_as_a_transformer() {
     let plugin = load(engine(), artifacts::REQUIRED_LABELS);
