@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
 use super::{Error, KitBudget};
@@ -107,13 +108,15 @@ impl ParseCache {
             entry.last_used = clock;
             (entry.objects.clone(), entry.used.clone())
         };
-        let mut objects = Vec::with_capacity(stored.len());
-        for (origin, json) in stored.iter() {
-            // Our own serialization of objects that had an identity: it reads back, but if it
-            // did not, parsing the file again is always right.
-            let value = serde_json::from_str(json).ok()?;
-            objects.push(Object::new(value, origin.clone()).ok()?);
-        }
+        // Our own serialization of objects that had an identity: it reads back, but if it did
+        // not, parsing the file again is always right. Documents are read back in parallel.
+        let objects = stored
+            .par_iter()
+            .map(|(origin, json)| {
+                let value = serde_json::from_str(json).ok()?;
+                Object::new(value, origin.clone()).ok()
+            })
+            .collect::<Option<Vec<Object>>>()?;
         budget.spend(&used);
         Some(objects)
     }

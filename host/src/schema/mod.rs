@@ -17,6 +17,7 @@ pub use walk::Violation;
 
 use crate::diagnostic::Severity;
 use crate::object::Object;
+use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -98,21 +99,22 @@ impl Schemas {
     /// Everything wrong with `objects`; a kind without a schema is reported once, at its
     /// first object. Each violation's object is `objects[i]` for its index `i`.
     pub fn validate(&self, objects: &[Object]) -> Vec<(usize, Violation)> {
+        // Objects are walked in parallel (they are independent); which object is the first of
+        // a kind without a schema is decided afterwards, in order.
+        let walked: Vec<(Vec<Violation>, bool)> = objects.par_iter().map(|o| self.validate_one(o)).collect();
         let mut out = Vec::new();
         let mut unknown_kinds = BTreeSet::new();
-        for (index, object) in objects.iter().enumerate() {
-            for violation in self.validate_one(object, &mut unknown_kinds) {
-                out.push((index, violation));
+        for (index, (object, (violations, known))) in objects.iter().zip(walked).enumerate() {
+            if !known && unknown_kinds.insert((&object.id.api_version, &object.id.kind)) {
+                out.push((index, self.no_schema(object)));
             }
+            out.extend(violations.into_iter().map(|v| (index, v)));
         }
         out
     }
 
-    fn validate_one(
-        &self,
-        object: &Object,
-        unknown_kinds: &mut BTreeSet<(String, String)>,
-    ) -> Vec<Violation> {
+    /// The violations of one object, and whether its kind has a schema.
+    fn validate_one(&self, object: &Object) -> (Vec<Violation>, bool) {
         let id = &object.id;
         let key = (id.api_version.clone(), id.kind.clone());
         let mut walker = Walker::new(self.strict);
@@ -129,12 +131,9 @@ impl Schemas {
             }
             walker.walk(&self.crds, root, &body, Field::Entry);
         } else {
-            if unknown_kinds.insert(key) {
-                walker.out.push(self.no_schema(object));
-            }
             // Whatever the kind, its metadata is ObjectMeta (labels are labels everywhere).
             self.metadata(object, &mut walker);
-            return walker.out;
+            return (walker.out, false);
         }
         if let Some(name) = object.value.pointer("/metadata/name").and_then(Value::as_str)
             && let Some((rule, why)) = name_problem(&id.api_version, &id.kind, name)
@@ -148,7 +147,7 @@ impl Schemas {
                 at_key: false,
             });
         }
-        walker.out
+        (walker.out, true)
     }
 
     /// Validates `object`'s metadata as ObjectMeta.
