@@ -54,6 +54,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    kitsync::allocator::configure();
     let plane = match ControlPlane::start(Options::default()) {
         Ok(plane) => plane,
         Err(e) => {

@@ -61,6 +61,8 @@ pub mod diff;
 pub mod report;
 // The command line.
 pub mod cli;
+// The binary's allocator settings.
+pub mod allocator;
 
 pub use diagnostic::{Diagnostic, Finding, Location, Severity};
 pub use object::{Object, ObjectRef, Origin};

@@ -5,9 +5,22 @@ use kitsync::cli::{self, Cli, LogFormat, Outcome};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-// See the `mimalloc` entry in Cargo.toml for why.
+// Why, and its settings: `kitsync::allocator`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// mimalloc reserves its first arena at the first allocation, which can come before `main`:
+// its settings are applied from the process's constructors.
+#[cfg(target_os = "linux")]
+#[used]
+#[allow(unsafe_code)] // a constructor: the only way to run before the first allocation
+#[unsafe(link_section = ".init_array")]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
+
+#[cfg(target_os = "linux")]
+extern "C" fn configure_allocator() {
+    kitsync::allocator::configure();
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
