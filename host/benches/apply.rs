@@ -10,7 +10,8 @@ use kitsync_harness::{ControlPlane, Options};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The allocator the `kitsync` binary uses, so in-process figures are the binary's.
+/// The allocator the `kitsync` binary uses, so in-process figures are the binary's (its arena
+/// setting, `kitsync::allocator`, only changes memory, which these benches do not measure).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -54,7 +55,6 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    kitsync::allocator::configure();
     let plane = match ControlPlane::start(Options::default()) {
         Ok(plane) => plane,
         Err(e) => {

@@ -85,7 +85,6 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    kitsync::allocator::configure();
     let objects = deployments();
     let config = json!({"labels": ["app.kubernetes.io/name"]});
     let scratch = tempfile::tempdir().expect("tempdir");

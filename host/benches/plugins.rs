@@ -20,7 +20,6 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    kitsync::allocator::configure();
     // `cargo bench -p kitsync --bench plugins -- render`: only the whole render (for profiling).
     if std::env::args().any(|a| a == "render") {
         whole_render();
