@@ -4,7 +4,7 @@
 //! member, and glibc's malloc spent a fifth of a render doing so (perf, plugins bench).
 //! mimalloc's defaults commit whole arenas eagerly on Linux, which kept a watching service at
 //! 175 MiB where glibc peaks at 96 MiB (serve bench, 100 kits x 100 objects); committing on
-//! demand brings it to 95 MiB at no measurable cost to renders. [`configure`] sets that.
+//! demand brings it to 95-101 MiB at no measurable cost to renders. [`configure`] sets that.
 
 /// Option numbers of mimalloc 3 (`mi_option_e` in `mimalloc.h`). The Rust bindings leave
 /// these out as unstable, so the bindings' version is pinned exactly in Cargo.toml.
