@@ -150,7 +150,22 @@ struct KindText {
     kit_config: &'static str,
     /// The README's mention of `output.yaml` in the table of files (empty for validators).
     output_row: &'static str,
+    /// The README's sentence on a case's `output.yaml` (empty for validators).
+    output_case: &'static str,
+    /// What the script projects' README says of the kind's contract (empty for validators).
+    notes: &'static str,
 }
+
+/// What a transformer's README adds: what the host expects of its output.
+const TRANSFORMER_NOTES: &str = "
+A transformer returns the kit's complete new object list, not a change: an object it leaves
+out is removed from the kit. Each object it returns keeps the `origin` it came with (findings
+about it, and later validators' findings, then point at its file; a new object has none), and
+its `id` must name the object in its JSON (apiVersion, kind, metadata.namespace and
+metadata.name): kitsync reads the object again from the JSON and refuses an output whose `id`
+does not match. The generated code recomputes the `id` from the JSON it returns, so renaming an
+object stays consistent.
+";
 
 impl KindText {
     fn of(name: &str, kind: Kind) -> Self {
@@ -164,6 +179,8 @@ impl KindText {
                 kit_key: "validate",
                 kit_config: "{maxReplicas: 10}",
                 output_row: "",
+                output_case: "",
+                notes: "",
             },
             Kind::Transformer => KindText {
                 word: "transformer",
@@ -174,6 +191,8 @@ impl KindText {
                 kit_key: "transform",
                 kit_config: "{annotations: {example.com/owner: shop}}",
                 output_row: ", `output.yaml` (the objects it returns)",
+                output_case: "\nA transformer's case also has `output.yaml`: the objects it must return (multi-document\nYAML, compared object by object and field by field).",
+                notes: TRANSFORMER_NOTES,
             },
         }
     }
@@ -191,6 +210,8 @@ impl KindText {
             ("kit_key", self.kit_key),
             ("kit_config", self.kit_config),
             ("output_row", self.output_row),
+            ("output_case", self.output_case),
+            ("kind_notes", self.notes),
         ]
     }
 }

@@ -51,17 +51,6 @@ const JS_LOCK: &str = include_str!("../../../../plugins/js/required-labels/packa
 /// The componentize-py version the Python example is built and tested with.
 pub(super) const COMPONENTIZE_PY: &str = "0.25.1";
 
-/// What a transformer's README adds: what the host expects of its output.
-const TRANSFORMER_NOTES: &str = "
-A transformer returns the kit's complete new object list, not a change: an object it leaves
-out is removed from the kit. Each object it returns keeps the `origin` it came with (findings
-about it, and later validators' findings, then point at its file; a new object has none), and
-its `id` must name the object in its JSON (apiVersion, kind, metadata.namespace and
-metadata.name): kitsync reads the object again from the JSON and refuses an output whose `id`
-does not match. The generated code recomputes the `id` from the JSON it returns, so renaming an
-object stays consistent.
-";
-
 /// Every file of a `lang` project of `kind` named `name`; the third element says whether the
 /// file is executable.
 pub(super) fn project(name: &str, kind: Kind, lang: Lang) -> Result<Vec<(String, String, bool)>> {
@@ -102,16 +91,6 @@ pub(super) fn project(name: &str, kind: Kind, lang: Lang) -> Result<Vec<(String,
     };
     let (case_name, case_files) = case(kind);
     let text = KindText::of(name, kind);
-    let output_case = match kind {
-        Kind::Validator => "",
-        Kind::Transformer => {
-            "\nA transformer's case also has `output.yaml`: the objects it must return (multi-document\nYAML, compared object by object and field by field)."
-        }
-    };
-    let kind_notes = match kind {
-        Kind::Validator => "",
-        Kind::Transformer => TRANSFORMER_NOTES,
-    };
     let mut values: Vec<(&str, &str)> = vec![
         ("name", name),
         ("crate", &crate_name),
@@ -125,8 +104,6 @@ pub(super) fn project(name: &str, kind: Kind, lang: Lang) -> Result<Vec<(String,
         ("componentize_py", COMPONENTIZE_PY),
         ("wasm_tools", WASM_TOOLS),
         ("module", name),
-        ("output_case", output_case),
-        ("kind_notes", kind_notes),
     ];
     values.extend(text.values(case_name));
     let fill = |template: &str| fill(template, &values);
