@@ -20,7 +20,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    // `cargo bench -p kitsync --bench plugins -- render`: only the whole render (for profiling).
+    // `cargo bench -p kitsync --bench plugins -- render [kept]`: only the whole render, or only
+    // its parsed-files-kept case (for profiling and A/B runs; KITSYNC_BENCH_ROUNDS sets rounds).
     if std::env::args().any(|a| a == "render") {
         whole_render();
         return;
@@ -99,7 +100,11 @@ fn whole_render() {
             ", schema stage, parsed files kept",
         ),
     ];
+    let only_kept = std::env::args().any(|a| a == "kept");
     for (skip_schemas, parse_cache_bytes, label) in configs {
+        if only_kept && parse_cache_bytes == 0 {
+            continue;
+        }
         let engine = Engine::new(EngineConfig {
             cache_dir: Some(cache.path().join("plugins")),
             ..EngineConfig::default()

@@ -113,10 +113,15 @@ fn finding(rule: &str, object: &Object, path: &str, message: String) -> Diagnost
 /// `metadata.namespace` on a cluster-scoped kind is dropped (it means nothing there, and left
 /// in it would give one live object two identities in the inventory). Info findings.
 pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
+    normalize_marking(objects, |_| {})
+}
+
+/// [`normalize`], calling `changed` with the index of each object it changes.
+fn normalize_marking(objects: &mut [Object], mut changed: impl FnMut(usize)) -> Vec<Diagnostic> {
     // Dropping `status` or a namespace never changes a CRD's spec: read once, up front.
     let crds = ClusterCrds::of(objects);
     let mut notes = Vec::new();
-    for object in objects.iter_mut() {
+    for (index, object) in objects.iter_mut().enumerate() {
         let Some(map) = object.value.as_object_mut() else {
             continue;
         };
@@ -132,9 +137,11 @@ pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
             if let Some(map) = object.value.as_object_mut() {
                 map.remove("status");
             }
+            changed(index);
         }
         if object.id.namespace.is_some() && crds.scopes(&object.id.kind, &object.id.api_version) {
             let stray = object.id.namespace.take().unwrap_or_default();
+            changed(index);
             if let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                 metadata.remove("namespace");
             }
@@ -157,11 +164,14 @@ pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
 
 /// Fills in defaults the guards rely on: the kit's namespace on namespaced objects that
 /// have none, and the ownership label on every object. Normalizes first ([`normalize`]).
-pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) {
-    normalize(objects);
+/// Returns, for each object, whether this changed it (so that an encoding of the objects
+/// made before can be kept for the others).
+pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) -> Vec<bool> {
+    let mut touched = vec![false; objects.len()];
+    normalize_marking(objects, |index| touched[index] = true);
     // Defaults touch metadata only, never a CRD's spec: read once, up front.
     let crds = ClusterCrds::of(objects);
-    for object in objects.iter_mut() {
+    for (object, touched) in objects.iter_mut().zip(&mut touched) {
         let cluster = crds.scopes(&object.id.kind, &object.id.api_version);
         let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
             continue;
@@ -169,14 +179,20 @@ pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) {
         if !cluster && object.id.namespace.is_none() {
             metadata.insert("namespace".into(), scope.namespace.into());
             object.id.namespace = Some(scope.namespace.to_owned());
+            *touched = true;
         }
-        let labels = metadata
-            .entry("labels")
-            .or_insert_with(|| serde_json::Value::Object(Default::default()));
-        if let Some(labels) = labels.as_object_mut() {
-            labels.entry(KIT_LABEL).or_insert_with(|| scope.kit.into());
+        let labels = metadata.entry("labels").or_insert_with(|| {
+            *touched = true;
+            serde_json::Value::Object(Default::default())
+        });
+        if let Some(labels) = labels.as_object_mut()
+            && !labels.contains_key(KIT_LABEL)
+        {
+            labels.insert(KIT_LABEL.into(), scope.kit.into());
+            *touched = true;
         }
     }
+    touched
 }
 
 /// Checks every object against the kit's scope; returns one error finding per violation.
@@ -300,6 +316,47 @@ mod tests {
         assert_eq!(findings[0].rule, "kitsync/owner-reference");
         assert_eq!(findings[0].path.as_deref(), Some("/metadata/ownerReferences/0"));
         assert!(findings[0].message.contains("Deployment \"elsewhere\""));
+    }
+
+    #[test]
+    fn defaults_say_which_objects_they_changed() {
+        let mut objects = vec![
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "done",
+                "namespace": "manufracture", "labels": {KIT_LABEL: "manufracture"}}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "no-namespace",
+                "labels": {KIT_LABEL: "manufracture"}}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "no-labels",
+                "namespace": "manufracture"}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "no-kit-label",
+                "namespace": "manufracture", "labels": {"team": "a"}}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "status",
+                "namespace": "manufracture", "labels": {KIT_LABEL: "manufracture"}}, "status": {}}),
+            ),
+            obj(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "stray", "namespace": "x", "labels": {KIT_LABEL: "manufracture"}}}),
+            ),
+        ];
+        let before: Vec<_> = objects.iter().map(|o| o.value.clone()).collect();
+        let touched = apply_defaults(&SCOPE, &mut objects);
+        assert_eq!(touched, [false, true, true, true, true, true]);
+        for ((object, before), touched) in objects.iter().zip(&before).zip(&touched) {
+            assert_eq!(object.value != *before, *touched, "{}", object.id);
+        }
+        assert_eq!(
+            apply_defaults(&SCOPE, &mut objects),
+            [false; 6],
+            "defaults are idempotent"
+        );
     }
 
     #[test]

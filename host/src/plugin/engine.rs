@@ -4,6 +4,7 @@ use super::bindings::{
     host, transformer::TransformerPre, types, validator::Validator, validator::ValidatorPre,
 };
 use super::cache::{CodeCache, CodeSource};
+use super::canonical;
 use super::error::{Error, ErrorKind, Phase, Result};
 use super::permits::Permits;
 use super::sandbox::{EPOCH_TICK, Limits, State};
@@ -131,6 +132,10 @@ pub struct TransformOutput {
     pub objects: Vec<Object>,
     /// Findings reported along the way.
     pub diagnostics: Vec<Diagnostic>,
+    /// For each object, the plugin's text when it is already exactly the host's encoding
+    /// of that object (returned as sent, or proven by [`canonical::is_canonical`]), for
+    /// [`Encoded::reusing`]; `None` where the object must be encoded again.
+    pub(crate) texts: Vec<Option<String>>,
 }
 
 /// Hex sha256 of some bytes.
@@ -622,13 +627,14 @@ impl Configured {
         // Parsing and checking the returned objects is most of the host's share of a
         // transform; objects are independent, so they are checked in parallel. The error
         // reported is the first in output order, as a sequential loop would find it.
-        let checked: Vec<Result<Object>> = output
+        let checked: Vec<Result<(Object, Option<String>)>> = output
             .objects
             .into_par_iter()
             .enumerate()
             .map(|(index, object)| {
                 // An object returned as it was sent (the SDK returns untouched objects' text)
-                // is the input object: nothing to parse or check again.
+                // is the input object: nothing to parse or check again, and its text is the
+                // host's own encoding.
                 let unchanged = encoded
                     .objects
                     .get(index)
@@ -636,15 +642,19 @@ impl Configured {
                     .filter(|(sent, _)| sent.json == object.json && sent.id == object.id)
                     .map(|(_, input)| input.clone());
                 match unchanged {
-                    Some(input) => Ok(input),
-                    None => self.object_from_wit(index, object, &places),
+                    Some(input) => Ok((input, Some(object.json))),
+                    None => {
+                        let (parsed, json) = self.object_from_wit(index, object, &places)?;
+                        Ok((parsed, canonical::is_canonical(&json).then_some(json)))
+                    }
                 }
             })
             .collect();
-        let result = checked.into_iter().collect::<Result<Vec<Object>>>()?;
+        let (objects, texts) = checked.into_iter().collect::<Result<(Vec<Object>, Vec<_>)>>()?;
         Ok(TransformOutput {
-            objects: result,
+            objects,
             diagnostics: output.diagnostics.into_iter().map(from_wit_diagnostic).collect(),
+            texts,
         })
     }
 
@@ -654,12 +664,25 @@ impl Configured {
     }
 
     /// [`Configured::validate`] on objects already encoded, so that every validator of a
-    /// kit shares one encoding.
+    /// kit shares one encoding. A validator whose metadata names `kinds` receives only
+    /// objects of those kinds (see [`kind_matches`]); the others are never copied into it.
     pub fn validate_encoded(&self, encoded: &Encoded) -> Result<Vec<Diagnostic>> {
         if self.plugin.world() != World::Validator {
             return Err(self.error(Phase::Validate, self.wrong_world(World::Validator)));
         }
-        let input = &encoded.objects;
+        let kinds = &self.plugin.metadata().kinds;
+        let selected: Vec<types::Object>;
+        let input = if kinds.is_empty() {
+            &encoded.objects
+        } else {
+            selected = encoded
+                .objects
+                .iter()
+                .filter(|o| kinds.iter().any(|k| kind_matches(k, &o.id)))
+                .cloned()
+                .collect();
+            &selected
+        };
         let output = self
             .call(Phase::Validate, |store, pre| match pre {
                 Pre::Validator(p) => {
@@ -744,8 +767,14 @@ impl Configured {
         })
     }
 
-    /// Checks one returned object: valid JSON, identity present and consistent.
-    fn object_from_wit(&self, index: usize, object: types::Object, places: &Places<'_>) -> Result<Object> {
+    /// Checks one returned object: valid JSON, identity present and consistent. Gives the
+    /// object and the text it was read from.
+    fn object_from_wit(
+        &self,
+        index: usize,
+        object: types::Object,
+        places: &Places<'_>,
+    ) -> Result<(Object, String)> {
         let value: Value = serde_json::from_str(&object.json).map_err(|e| {
             self.error(
                 Phase::Transform,
@@ -777,7 +806,7 @@ impl Configured {
         let origin = object
             .origin
             .and_then(|o| places.origin(&o.file, o.document, &id));
-        Ok(Object { id, origin, value })
+        Ok((Object { id, origin, value }, object.json))
     }
 }
 
@@ -826,9 +855,9 @@ fn plugin_error(error: types::PluginError) -> ErrorKind {
 /// Encoding is the host's largest share of a plugin call (a few ms per 1,000 objects), and
 /// every plugin of a kit sees the same objects until a transformer changes them, so a render
 /// encodes once and passes the same encoding to each call. It is only ever the host's own
-/// serialization of the host's parsed value, never text a plugin returned: a transformer's
-/// output could otherwise show later validators something (say, a duplicate key) that the
-/// host reads differently.
+/// serialization of the host's parsed value, byte for byte: a transformer's text is kept
+/// only where [`canonical::is_canonical`] proves it is exactly that, since other text could
+/// show later validators something (say, a duplicate key) that the host reads differently.
 #[derive(Debug, Clone, Default)]
 pub struct Encoded {
     objects: Vec<types::Object>,
@@ -842,40 +871,23 @@ impl Encoded {
         }
     }
 
-    /// The encoding of `objects`, where `self` is the encoding of `previous`: the JSON text
-    /// of each object whose identity and body are unchanged from `previous` is reused,
-    /// the others are encoded. Comparing two values is much cheaper than serializing one.
-    pub fn update(self, previous: &[Object], objects: &[Object]) -> Self {
-        if previous.len() != self.objects.len() {
-            // Not the encoding of `previous`: nothing can be reused safely.
+    /// The encoding of a transformer's output after the host's defaults: `texts` from
+    /// [`TransformOutput`], where an object in `touched` (changed since, by the host) is
+    /// encoded again, as is every object without a reusable text.
+    pub(crate) fn reusing(objects: &[Object], texts: Vec<Option<String>>, touched: &[bool]) -> Self {
+        if texts.len() != objects.len() {
             return Encoded::new(objects);
         }
-        let by_id: std::collections::HashMap<&ObjectRef, usize> =
-            previous.iter().enumerate().map(|(i, o)| (&o.id, i)).collect();
-        // Comparing is the costly part, done in parallel; taking each reused text is cheap.
-        let reuse: Vec<Option<usize>> = objects
-            .par_iter()
-            .map(|object| {
-                by_id
-                    .get(&object.id)
-                    .copied()
-                    .filter(|&i| previous[i].value == object.value)
-            })
-            .collect();
-        let mut old: Vec<Option<String>> = self.objects.into_iter().map(|o| Some(o.json)).collect();
-        let texts: Vec<Option<String>> = reuse
-            .into_iter()
-            .map(|i| i.and_then(|i| old.get_mut(i).and_then(Option::take)))
-            .collect();
         let objects = objects
             .par_iter()
             .zip(texts)
-            .map(|(object, text)| match text {
-                Some(json) => types::Object {
+            .enumerate()
+            .map(|(i, (object, text))| match text {
+                Some(json) if !touched.get(i).copied().unwrap_or(true) => types::Object {
                     json,
                     ..wit_identity(object)
                 },
-                None => to_wit_object(object),
+                _ => to_wit_object(object),
             })
             .collect();
         Encoded { objects }
@@ -913,6 +925,17 @@ fn wit_identity(object: &Object) -> types::Object {
             document: o.document,
         }),
         json: String::new(),
+    }
+}
+
+/// Whether an object is of a kind a plugin's metadata selects (`wit/plugin.wit`): a bare
+/// kind (`Deployment`) matches that kind in every API version, `apiVersion/kind`
+/// (`apps/v1/Deployment`, `v1/Service`) only that version. The same rule as the SDK's
+/// `ObjectRef::matches_kind`.
+fn kind_matches(selector: &str, id: &types::ObjectRef) -> bool {
+    match selector.rsplit_once('/') {
+        None => selector == id.kind,
+        Some((api_version, kind)) => api_version == id.api_version && kind == id.kind,
     }
 }
 
@@ -988,6 +1011,48 @@ fn _assert_send_sync() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transformer built on the SDK returns text that is already the host's encoding (the
+    /// host's text with a subtree rewritten), so the render keeps it for the next plugins;
+    /// text that is not (spaced, a duplicate key) is left to be encoded again.
+    #[test]
+    fn transformer_text_is_kept_only_when_it_is_the_hosts_encoding() {
+        use kitsync_test_artifacts as artifacts;
+        let engine = Engine::new(EngineConfig::default()).expect("engine");
+        let objects: Vec<Object> = (0..3)
+            .map(|i| {
+                let value = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": format!("web-{i}"), "namespace": "shop", "labels": {"a": "b"}},
+                    "spec": {"replicas": 2, "template": {"metadata": {"labels": {"a": "b"}},
+                        "spec": {"containers": [{"name": "c", "image": "x:1", "ports": [{"containerPort": 8080}]}]}}}});
+                Object::new(value, None).expect("identity")
+            })
+            .collect();
+        let run = |artifact: &str, config: Value| {
+            let plugin = engine.load("t", &artifacts::bytes(artifact), None).expect("load");
+            let policy = plugin.configure(&config).expect("config");
+            policy.transform(&objects).expect("transform")
+        };
+        let labelled = run(
+            artifacts::SET_LABELS,
+            serde_json::json!({"labels": {"team": "shop"}}),
+        );
+        assert_eq!(labelled.texts.len(), objects.len());
+        for (object, text) in labelled.objects.iter().zip(&labelled.texts) {
+            assert_eq!(object.value["metadata"]["labels"]["team"], "shop");
+            assert_eq!(text.as_deref(), Some(object.value.to_string().as_str()));
+        }
+        let spaced = run(
+            artifacts::HOSTILE_GARBAGE,
+            serde_json::json!({"mode": "non-canonical"}),
+        );
+        assert_eq!(spaced.objects.len(), objects.len());
+        assert!(spaced.texts.iter().all(Option::is_none), "{:?}", spaced.texts);
+        let unchanged = run(artifacts::SET_LABELS, serde_json::json!({"labels": {"a": "b"}}));
+        for (object, text) in unchanged.objects.iter().zip(&unchanged.texts) {
+            assert_eq!(text.as_deref(), Some(object.value.to_string().as_str()));
+        }
+    }
 
     #[test]
     fn pins_accept_prefix_and_case() {

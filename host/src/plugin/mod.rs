@@ -7,6 +7,7 @@
 //! per kit in a fresh instance under the [`Limits`].
 
 mod cache;
+mod canonical;
 mod engine;
 mod error;
 mod permits;

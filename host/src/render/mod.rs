@@ -328,7 +328,8 @@ impl Pipeline {
             return Err(report_all(failures, &kit.name, locator, findings));
         }
         // The objects as plugins receive them, encoded once and shared by every plugin of
-        // the kit; after a transformer only the objects it changed are encoded again.
+        // the kit; after a transformer only objects whose returned text is not already the
+        // host's encoding (or that the host's defaults changed) are encoded again.
         let mut encoded: Option<Encoded> = None;
         let transforms_count = kit.transform.len() + platform.transform.len();
         let transforms = kit.transform.iter().chain(&platform.transform).enumerate();
@@ -345,9 +346,12 @@ impl Pipeline {
             // Transformers may not move objects out of the kit's scope; defaults re-apply.
             let previous = std::mem::replace(&mut objects, output.objects);
             secrets.extend(&objects);
-            guard::apply_defaults(&scope, &mut objects);
+            let touched = guard::apply_defaults(&scope, &mut objects);
             check_duplicates(&objects).map_err(|all| report_all(all, &kit.name, locator, findings))?;
-            encoded = encoded.take().map(|e| e.update(&previous, &objects));
+            // The plugin's text where it is the host's encoding already; the rest is encoded.
+            let stale = encoded.replace(Encoded::reusing(&objects, output.texts, &touched));
+            // Freeing the previous objects (a tree of maps each) is off the render's path.
+            rayon::spawn(move || drop((previous, stale)));
             findings.extend(
                 output
                     .diagnostics

@@ -365,6 +365,58 @@ fn junit_output_is_well_formed_with_a_failure_per_finding() {
     assert!(cases >= failures, "{cases} cases");
 }
 
+/// Later plugins see a transformer's output only as the host reads it: text that is not the
+/// host's own encoding (here spaced, with a first `metadata` member a later one overrides,
+/// which a plugin reading the text itself would see) is encoded again before the next
+/// plugin gets it. And a validator that names kinds is given only objects of those kinds.
+#[test]
+fn later_plugins_see_a_transformers_output_as_the_host_reads_it() {
+    let repo = Repo::platform_only();
+    let garbage = repo.copy_plugin(artifacts::HOSTILE_GARBAGE, "hostile-garbage.wasm");
+    let leaky = repo.copy_plugin(artifacts::LEAKY, "leaky.wasm");
+    repo.write(
+        "kits/echo/kit.yaml",
+        &format!(
+            "transform:\n  - plugin: plugins/hostile-garbage.wasm\n    sha256: {garbage}\n    config: {{mode: non-canonical}}\nvalidate:\n  - plugin: plugins/leaky.wasm\n    sha256: {leaky}\n"
+        ),
+    );
+    let labels = "  labels:\n    app.kubernetes.io/name: a\n    team: t\n";
+    repo.write(
+        "kits/echo/objects.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\n{labels}data:\n  a: b\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: two\n{labels}---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: not-for-leaky\n{labels}"
+        ),
+    );
+    let out = repo.check(&["--format", "json"]);
+    let stdout = text(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let kit = report["kits"]
+        .as_array()
+        .and_then(|kits| kits.iter().find(|k| k["name"] == "echo"))
+        .expect("kit echo in the report");
+    let echoes: Vec<&str> = kit["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "leaky/echo")
+        .filter_map(|f| f["message"].as_str()?.strip_prefix("saw "))
+        .collect();
+    assert_eq!(echoes.len(), 2, "leaky saw the two ConfigMaps only: {stdout}");
+    for echo in echoes {
+        assert!(
+            !echo.contains("to-plugins"),
+            "a plugin saw the transformer's text: {echo}"
+        );
+        let read: serde_json::Value = serde_json::from_str(echo).expect("JSON");
+        assert_eq!(
+            serde_json::to_string(&read).expect("encodes"),
+            echo,
+            "not the host's encoding"
+        );
+        assert_eq!(read["kind"], "ConfigMap", "{echo}");
+    }
+}
+
 #[test]
 fn broken_kits_are_blocked_with_clear_errors_and_others_go_on() {
     let repo = Repo::examples();

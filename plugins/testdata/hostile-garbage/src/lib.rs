@@ -5,7 +5,11 @@
 //! Config `{"mode": ...}` (default `bad-json`):
 //! * `bad-json`: every returned object's JSON is `{not json`;
 //! * `no-identity`: the returned object's JSON has no `metadata.name`;
-//! * `id-mismatch`: the JSON names a different object than the `id` record.
+//! * `id-mismatch`: the JSON names a different object than the `id` record;
+//! * `non-canonical`: every object comes back as valid JSON the host reads as the object it
+//!   sent, but not as the host writes it: spaced, and with a first `metadata` member that a
+//!   later one overrides (`"labels": {"shown": "to-plugins"}`), which a plugin reading the
+//!   text itself would see.
 //!
 //! For the host's sandbox tests only; never use it in a kit.
 
@@ -24,6 +28,8 @@ pub enum Mode {
     NoIdentity,
     /// Object JSON naming a different object than its `id`.
     IdMismatch,
+    /// Every object, readable but not in the host's encoding (see the crate docs).
+    NonCanonical,
 }
 
 /// Reads the mode from the config text.
@@ -38,8 +44,10 @@ pub fn mode(config: &str) -> Result<Mode, PluginError> {
         Some("bad-json") => Ok(Mode::BadJson),
         Some("no-identity") => Ok(Mode::NoIdentity),
         Some("id-mismatch") => Ok(Mode::IdMismatch),
+        Some("non-canonical") => Ok(Mode::NonCanonical),
         _ => Err(PluginError::InvalidConfig(
-            "expected {\"mode\": \"bad-json\" | \"no-identity\" | \"id-mismatch\"}".to_owned(),
+            "expected {\"mode\": \"bad-json\" | \"no-identity\" | \"id-mismatch\" | \"non-canonical\"}"
+                .to_owned(),
         )),
     }
 }
@@ -50,6 +58,22 @@ fn fallback_id() -> ObjectRef {
         kind: "ConfigMap".into(),
         namespace: None,
         name: "garbage".into(),
+    }
+}
+
+/// Every object, readable as it was but not in the host's encoding (see the crate docs).
+fn non_canonical(objects: Vec<Object>) -> TransformOutput {
+    let objects = objects
+        .into_iter()
+        .map(|object| {
+            let rest = object.json.strip_prefix('{').unwrap_or(&object.json);
+            let json = format!("{{\"metadata\": {{\"labels\": {{\"shown\": \"to-plugins\"}}}}, {rest}");
+            Object { json, ..object }
+        })
+        .collect();
+    TransformOutput {
+        objects,
+        diagnostics: Vec::new(),
     }
 }
 
@@ -69,6 +93,9 @@ impl Guest for Hostile {
 
     fn transform(config: String, objects: Vec<Object>) -> Result<TransformOutput, PluginError> {
         let mode = mode(&config)?;
+        if mode == Mode::NonCanonical {
+            return Ok(non_canonical(objects));
+        }
         let template = objects.into_iter().next().unwrap_or_else(|| Object {
             id: fallback_id(),
             origin: None,
@@ -85,6 +112,8 @@ impl Guest for Hostile {
                 "apiVersion": id.api_version, "kind": id.kind, "metadata": {"name": format!("{}-impostor", id.name)}
             })
             .to_string(),
+            // Returned above.
+            Mode::NonCanonical => String::new(),
         };
         let garbage = Object {
             id,
@@ -118,5 +147,17 @@ mod tests {
         assert!(v.pointer("/metadata/name").is_none());
         let out = Hostile::transform(r#"{"mode":"id-mismatch"}"#.into(), Vec::new()).unwrap();
         assert!(out.objects[0].json.contains("garbage-impostor"));
+        let sent = Object {
+            id: fallback_id(),
+            origin: None,
+            json: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"garbage"}}"#.into(),
+        };
+        let out = Hostile::transform(r#"{"mode":"non-canonical"}"#.into(), vec![sent.clone()]).unwrap();
+        let read: serde_json::Value = serde_json::from_str(&out.objects[0].json).unwrap();
+        assert_eq!(
+            read,
+            serde_json::from_str::<serde_json::Value>(&sent.json).unwrap()
+        );
+        assert!(out.objects[0].json.contains("to-plugins"));
     }
 }

@@ -1,6 +1,7 @@
 //! Test plugin `leaky`: repeats every object it is given, whole, in a finding, on stdout, on
 //! stderr and in the host log; with config `{"fail": true}` it fails with the first object in
-//! its error. The host must redact Secret values from all of it.
+//! its error. The host must redact Secret values from all of it. It names the kinds it looks
+//! at (`Secret`, `v1/ConfigMap`), so the host gives it only those: a test can see that too.
 //!
 //! For the host's tests only; never use it in a kit.
 
@@ -13,7 +14,7 @@ pub struct Leaky;
 
 impl Validator for Leaky {
     fn metadata() -> Metadata {
-        Metadata::new("leaky", env!("CARGO_PKG_VERSION"))
+        Metadata::new("leaky", env!("CARGO_PKG_VERSION")).kinds(["Secret", "v1/ConfigMap"])
     }
 
     fn validate_config(_config: &Value) -> Result<(), PluginError> {
