@@ -72,7 +72,7 @@ impl Applier {
         let written = retrying(|| api.patch(&object.id.name, &params, &patch))
             .await
             .map_err(fail)?;
-        let hash = crate::plugin::sha256_hex(object.value.to_string().as_bytes());
+        let hash = crate::plugin::sha256_hex(crate::object::to_json(&object.value).as_bytes());
         Ok(applied_record(hash, &object.value, &written))
     }
 }

@@ -507,7 +507,7 @@ impl Applier {
         previous: &Inventory,
     ) -> OneResult {
         let api = self.api_for(client, &object.id, new_kinds).await?;
-        let hash = crate::plugin::sha256_hex(object.value.to_string().as_bytes());
+        let hash = crate::plugin::sha256_hex(crate::object::to_json(&object.value).as_bytes());
         let at = |e: &kube::Error| ObjectFailure {
             message: match &object.origin {
                 Some(origin) => format!("{} (from {origin})", describe(e)),

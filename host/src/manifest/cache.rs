@@ -124,7 +124,7 @@ impl ParseCache {
     fn insert(&self, key: [u8; 32], objects: &[Object], used: KitBudget) {
         let encoded: Arc<[(Option<Origin>, String)]> = objects
             .iter()
-            .map(|o| (o.origin.clone(), o.value.to_string()))
+            .map(|o| (o.origin.clone(), crate::object::to_json(&o.value)))
             .collect();
         let bytes = encoded.iter().map(|(_, json)| json.len()).sum::<usize>() + key.len();
         if bytes > self.capacity {

@@ -906,7 +906,7 @@ impl Encoded {
 
 fn to_wit_object(object: &Object) -> types::Object {
     types::Object {
-        json: object.value.to_string(),
+        json: crate::object::to_json(&object.value),
         ..wit_identity(object)
     }
 }
