@@ -15,7 +15,7 @@
 //! `/spec/ports/0/port`.
 
 use kitsync_plugin::{
-    Diagnostic, Metadata, Object, PluginError, Pointer, Validator, Value, json_type, parse_config,
+    Diagnostic, Metadata, Object, PluginError, Pointer, Validator, Value, json_type, parse_at, parse_config,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -167,8 +167,22 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    /// Checks one port value; `named_ok` accepts strings (named target ports).
-    fn check(&mut self, object: &Object, what: &str, value: &Value, pointer: Pointer, named_ok: bool) {
+    /// Checks one port value; `named_ok` accepts strings (named target ports). What the port
+    /// is and where are only worked out for a finding: most ports are fine, and formatting
+    /// them all was a visible share of a call.
+    fn check(
+        &mut self,
+        object: &Object,
+        what: impl FnOnce() -> String,
+        value: &Value,
+        pointer: impl FnOnce() -> Pointer,
+        named_ok: bool,
+    ) {
+        let (what, pointer) = match value {
+            Value::Number(n) if n.as_u64().is_some_and(|port| self.config.allows(port)) => return,
+            Value::String(_) if named_ok => return,
+            _ => (what(), pointer()),
+        };
         match value {
             Value::Number(n) => match n.as_u64() {
                 Some(port) if self.config.allows(port) => {}
@@ -205,36 +219,44 @@ impl Checker<'_> {
     }
 
     fn object(&mut self, object: &Object) {
-        if object.kind() == "Service"
-            && let Some(ports) = object.pointer("/spec/ports").and_then(Value::as_array)
-        {
+        // Only the ports are built from a Service's text, not the whole object; text the walk
+        // cannot read goes the usual way, which reports it.
+        let service_ports = (object.kind() == "Service").then(|| {
+            parse_at(&object.json(), &["spec", "ports"])
+                .unwrap_or_else(|_| object.pointer("/spec/ports").cloned())
+        });
+        if let Some(Some(Value::Array(ports))) = &service_ports {
             for (i, port) in ports.iter().enumerate() {
-                let base = Pointer::parse("/spec/ports").index(i);
-                let label = port
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default();
+                let base = || Pointer::parse("/spec/ports").index(i);
+                let label = || {
+                    port.get("name")
+                        .and_then(Value::as_str)
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                };
                 match port.get("port") {
                     Some(p) => self.check(
                         object,
-                        &format!("service port{label}"),
+                        || format!("service port{}", label()),
                         p,
-                        base.clone().key("port"),
+                        || base().key("port"),
                         false,
                     ),
                     None => self.out.push(
-                        Diagnostic::error(RULE_INVALID_PORT, format!("service port{label} has no `port`"))
-                            .on(object)
-                            .at(base.clone()),
+                        Diagnostic::error(
+                            RULE_INVALID_PORT,
+                            format!("service port{} has no `port`", label()),
+                        )
+                        .on(object)
+                        .at(base()),
                     ),
                 }
                 if let Some(t) = port.get("targetPort") {
                     self.check(
                         object,
-                        &format!("targetPort{label}"),
+                        || format!("targetPort{}", label()),
                         t,
-                        base.key("targetPort"),
+                        || base().key("targetPort"),
                         true,
                     );
                 }
@@ -246,12 +268,11 @@ impl Checker<'_> {
             };
             for (i, port) in ports.iter().enumerate() {
                 if let Some(p) = port.get("containerPort") {
-                    let pointer = container.pointer_to("ports").index(i).key("containerPort");
                     self.check(
                         object,
-                        &format!("containerPort of {}", container.describe()),
+                        || format!("containerPort of {}", container.describe()),
                         p,
-                        pointer,
+                        || container.pointer_to("ports").index(i).key("containerPort"),
                         false,
                     );
                 }

@@ -208,7 +208,7 @@ impl Object {
             _ => return self.value_mut().pointer_mut(pointer).map(change),
         };
         let result = change(&mut value);
-        text.replace_range(span, &value.to_string());
+        text.replace_range(span, &encode(&value));
         // What was read from the old text is stale, and so is the identity if the edit could
         // have reached it.
         self.parts = Default::default();
@@ -242,7 +242,7 @@ impl Object {
     pub fn json(&self) -> std::borrow::Cow<'_, str> {
         match (&self.text, &self.owned) {
             (Some(text), None) => std::borrow::Cow::Borrowed(text),
-            _ => std::borrow::Cow::Owned(self.value().to_string()),
+            _ => std::borrow::Cow::Owned(encode(self.value())),
         }
     }
 
@@ -403,6 +403,12 @@ impl Object {
             json,
         })
     }
+}
+
+/// Compact JSON text of `value`. Serializing into a byte buffer directly: `Value`'s
+/// `Display` goes through a formatter for every token, several times slower in a plugin.
+fn encode(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// `pointer` below `prefix` (`""` for `prefix` itself), if it is below it.

@@ -2,42 +2,43 @@
 //!
 //! Building a [`Value`] is most of what a plugin spends on a kit (every string and map
 //! allocated, then freed); a policy usually reads a few fields. [`parse_at`] walks the text
-//! along a JSON pointer's tokens, skipping every other member without allocating, and builds
-//! only the value at the end. Skipping still checks the text is well-formed JSON up to the
-//! point the walk stops.
+//! along a JSON pointer's tokens, skipping every other member byte by byte without
+//! allocating, and builds only the value at the end. The walk stops there: the host's text
+//! is canonical (`wit/plugin.wit`: each member once, keys in order), so nothing after the
+//! member found can override it. The skipped text is checked only for its structure (strings
+//! closed, brackets balanced) as far as the walk reads; the value built is checked fully.
 
-use std::fmt;
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::Error as _;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// The value at `tokens` (unescaped RFC 6901 reference tokens) in the JSON `text`, or `None`
 /// when the path is absent (a missing member, an index past the end, a scalar on the way).
-/// `Some(Value::Null)` means the member is present and null.
+/// `Some(Value::Null)` means the member is present and null. A member given more than once
+/// (which the host never sends) is read from its first occurrence.
 ///
 /// # Errors
-/// The text is not valid JSON (as far as the walk read it).
+/// The text is not JSON: its structure is broken where the walk read it, or the value at
+/// the end does not parse.
 pub fn parse_at(text: &str, tokens: &[&str]) -> Result<Option<Value>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    Path { tokens, leaf: Build }.deserialize(&mut deserializer)
+    match span_at(text, tokens)? {
+        Some(span) => text.get(span).map(serde_json::from_str).transpose(),
+        None => Ok(None),
+    }
 }
 
 /// Where the value at `tokens` is in `text` (byte range of its JSON text), or `None` when the
 /// path is absent; for changing one part of an object without rebuilding the rest.
 ///
 /// # Errors
-/// The text is not valid JSON (as far as the walk read it).
+/// The text's structure is broken where the walk read it.
 pub(crate) fn span_at(text: &str, tokens: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let found = Path { tokens, leaf: Locate }.deserialize(&mut deserializer)?;
-    Ok(found.map(|raw| {
-        // The raw value borrows from `text`: its place is its address's distance from the start.
-        let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
-        start..start + raw.get().len()
-    }))
+    let mut walk = Walk {
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    walk.find(tokens)
 }
 
 /// The unescaped reference tokens of an RFC 6901 pointer (`~1` is `/`, `~0` is `~`),
@@ -53,158 +54,191 @@ pub(crate) fn tokens(pointer: &str) -> Vec<std::borrow::Cow<'_, str>> {
         .collect()
 }
 
-/// What to do at the end of a path.
-trait Leaf<'de>: Copy {
-    type Out;
-    fn take<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Out, D::Error>;
-}
+/// Bytes that end a run inside a string: its closing quote, or an escape.
+static IN_STRING: [bool; 256] = marks(b"\"\\");
+/// Bytes that matter inside an object or array being skipped: a string, or a bracket.
+static IN_CONTAINER: [bool; 256] = marks(b"\"{}[]");
 
-/// Build the value.
-#[derive(Clone, Copy)]
-struct Build;
-
-impl<'de> Leaf<'de> for Build {
-    type Out = Value;
-    fn take<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        Value::deserialize(deserializer)
+const fn marks(bytes: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
     }
+    table
 }
 
-/// Borrow the value's text.
-#[derive(Clone, Copy)]
-struct Locate;
+/// A cursor over JSON text. Every method leaves `at` just past what it read.
+struct Walk<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
 
-impl<'de> Leaf<'de> for Locate {
-    type Out = &'de RawValue;
-    fn take<D: Deserializer<'de>>(self, deserializer: D) -> Result<&'de RawValue, D::Error> {
-        <&RawValue>::deserialize(deserializer)
+impl Walk<'_> {
+    fn error(&self, what: &str) -> serde_json::Error {
+        serde_json::Error::custom(format!("{what} at byte {}", self.at))
     }
-}
 
-/// Deserializes the value at the end of a path, skipping everything else.
-struct Path<'p, L> {
-    tokens: &'p [&'p str],
-    leaf: L,
-}
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
 
-impl<'de, L: Leaf<'de>> DeserializeSeed<'de> for Path<'_, L> {
-    type Value = Option<L::Out>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        match self.tokens.split_first() {
-            None => self.leaf.take(deserializer).map(Some),
-            Some((head, rest)) => deserializer.deserialize_any(Step {
-                head,
-                rest,
-                leaf: self.leaf,
-            }),
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
         }
     }
-}
 
-/// One step of a path: a member name, or an array index.
-struct Step<'p, L> {
-    head: &'p str,
-    rest: &'p [&'p str],
-    leaf: L,
-}
-
-/// Whether a map key equals the wanted token, without allocating for keys that do not.
-struct KeyIs<'p>(&'p str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
+    fn expect(&mut self, byte: u8) -> Result<(), serde_json::Error> {
+        self.space();
+        if self.peek() != Some(byte) {
+            return Err(self.error(&format!("expected `{}`", byte as char)));
+        }
+        self.at += 1;
+        Ok(())
     }
 
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
-    }
-}
-
-impl<'de, L: Leaf<'de>> Visitor<'de> for Step<'_, L> {
-    type Value = Option<L::Out>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+    /// Moves to the next byte `table` marks, or to the end.
+    fn until(&mut self, table: &[bool; 256]) {
+        while let Some(&byte) = self.bytes.get(self.at) {
+            if table[usize::from(byte)] {
+                return;
+            }
+            self.at += 1;
+        }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(matches) = map.next_key_seed(KeyIs(self.head))? {
-            if matches {
-                // A repeated member: the last one wins, as when a whole value is built.
-                found = map.next_value_seed(Path {
-                    tokens: self.rest,
-                    leaf: self.leaf,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+    /// After the opening quote: moves past the closing one.
+    fn string(&mut self) -> Result<(), serde_json::Error> {
+        loop {
+            self.until(&IN_STRING);
+            match self.peek() {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => self.at += 2,
             }
         }
-        Ok(found)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+    /// Skips one value, checking only that strings close and brackets balance.
+    fn skip(&mut self) -> Result<(), serde_json::Error> {
+        self.space();
+        let mut depth = 0usize;
+        loop {
+            if depth > 0 {
+                self.until(&IN_CONTAINER);
+            }
+            let Some(byte) = self.peek() else {
+                return Err(self.error("unexpected end of JSON"));
+            };
+            self.at += 1;
+            match byte {
+                b'"' => self.string()?,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth > 0 => depth -= 1,
+                b'}' | b']' | b',' | b':' if depth == 0 => return Err(self.error("expected a value")),
+                _ if depth == 0 => {
+                    // A scalar: up to the next delimiter.
+                    while !matches!(
+                        self.peek(),
+                        None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                    ) {
+                        self.at += 1;
+                    }
+                }
+                _ => {}
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The value at `tokens` from here, consuming the whole value the walk is on.
+    fn find(&mut self, tokens: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
+        self.space();
+        let Some((head, rest)) = tokens.split_first() else {
+            let start = self.at;
+            self.skip()?;
+            return Ok(Some(start..self.at));
+        };
+        match self.peek() {
+            Some(b'{') => self.find_member(head, rest),
+            Some(b'[') => self.find_element(head, rest),
+            _ => self.skip().map(|()| None),
+        }
+    }
+
+    fn find_member(&mut self, head: &str, rest: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
+        self.at += 1;
+        self.space();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(None);
+        }
+        loop {
+            self.expect(b'"')?;
+            let key_start = self.at;
+            self.string()?;
+            let raw = &self.bytes[key_start..self.at - 1];
+            let matches = if raw.contains(&b'\\') {
+                // Escaped key (rare): unescape it the way a parser would.
+                let quoted = &self.bytes[key_start - 1..self.at];
+                serde_json::from_slice::<String>(quoted)? == head
+            } else {
+                raw == head.as_bytes()
+            };
+            self.expect(b':')?;
+            if matches {
+                // Canonical text has each member once: nothing later can override this one.
+                return self.find(rest);
+            }
+            self.skip()?;
+            self.space();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(None);
+                }
+                _ => return Err(self.error("expected `,` or `}`")),
+            }
+            self.space();
+        }
+    }
+
+    fn find_element(&mut self, head: &str, rest: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
         // RFC 6901: an index is digits without a leading zero; anything else finds nothing.
-        let index = (self.head == "0" || !self.head.starts_with('0'))
-            .then(|| self.head.parse::<usize>().ok())
+        let index = (head == "0" || !head.starts_with('0'))
+            .then(|| head.parse::<usize>().ok())
             .flatten();
-        let mut found = None;
+        self.at += 1;
+        self.space();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(None);
+        }
         let mut i = 0usize;
         loop {
             if Some(i) == index {
-                match seq.next_element_seed(Path {
-                    tokens: self.rest,
-                    leaf: self.leaf,
-                })? {
-                    Some(value) => found = value,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
+                return self.find(rest);
             }
+            self.skip()?;
             i += 1;
+            self.space();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(None);
+                }
+                _ => return Err(self.error("expected `,` or `]`")),
+            }
         }
-        Ok(found)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
     }
 }
 
@@ -248,13 +282,25 @@ mod tests {
     }
 
     #[test]
-    fn the_last_of_repeated_members_wins_and_bad_text_is_an_error() {
-        let text = r#"{"metadata": {"name": "a"}, "metadata": {"name": "b"}}"#;
+    fn the_walk_stops_at_the_member_and_bad_text_is_an_error() {
+        // The host never repeats a member; the walk does not read past the one it finds.
+        let text = r#"{"metadata": {"name": "a"}, "metadata": {"name": "b"}, "broken": }"#;
         assert_eq!(
             parse_at(text, &["metadata", "name"]).expect("valid"),
-            Some(json!("b"))
+            Some(json!("a"))
         );
         assert!(parse_at(r#"{"metadata": {"name": }"#, &["metadata"]).is_err());
+        assert!(parse_at(r#"{"a": "open}"#, &["a"]).is_err());
+        assert!(parse_at(r#"{"a": [1, {"b": 2}}"#, &["a"]).is_err());
+        assert!(parse_at(r#"{"b": [1, 2, "a": 1}"#, &["a"]).is_err());
+        assert!(parse_at(r#"{"a" 1}"#, &["a"]).is_err());
+        // Spaces, escapes and brackets inside strings do not confuse the walk.
+        let text = " { \"s\" : \"a \\\" ] } [\" , \"k\\u0061\" : [ 1 , { \"x\" : [ ] } ] } ";
+        assert_eq!(
+            parse_at(text, &["ka", "1"]).expect("valid"),
+            Some(json!({"x": []}))
+        );
+        assert_eq!(parse_at(text, &["s"]).expect("valid"), Some(json!("a \" ] } [")));
         assert!(parse_at("[1, 2", &["5"]).is_err());
     }
 }
