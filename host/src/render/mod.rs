@@ -288,8 +288,25 @@ impl Pipeline {
         findings: &mut Vec<Finding>,
         secrets: &mut SecretValues,
     ) -> Result<Vec<Object>, Failure> {
-        let mut objects = read_manifests(snapshot, kit, &self.parsed)
-            .map_err(|all| report_all(all, &kit.name, locator, findings))?;
+        let specs: Vec<&PluginSpec> = kit
+            .transform
+            .iter()
+            .chain(&platform.transform)
+            .chain(&kit.validate)
+            .chain(&platform.validate)
+            .collect();
+        // Plugins are loaded and configured while the manifests are read: neither needs the
+        // other. Their failures are still reported only once the manifests are known good.
+        let (read, configs) = rayon::join(
+            || read_manifests(snapshot, kit, &self.parsed),
+            || {
+                specs
+                    .iter()
+                    .map(|spec| self.configured(snapshot, spec, &kit.name))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let mut objects = read.map_err(|all| report_all(all, &kit.name, locator, findings))?;
         // Known before any plugin runs, so what plugins print is redacted too.
         *secrets = SecretValues::of(&objects);
         let shared_secrets = std::sync::Arc::new(secrets.clone());
@@ -309,15 +326,8 @@ impl Pipeline {
         // missing plugin of the kit is reported in one run, at its line.
         let mut configured: HashMap<usize, Configured> = HashMap::new();
         let mut failures: Vec<Failure> = Vec::new();
-        let specs: Vec<&PluginSpec> = kit
-            .transform
-            .iter()
-            .chain(&platform.transform)
-            .chain(&kit.validate)
-            .chain(&platform.validate)
-            .collect();
-        for (i, spec) in specs.iter().enumerate() {
-            match self.configured(snapshot, spec, &kit.name) {
+        for (i, config) in configs.into_iter().enumerate() {
+            match config {
                 Ok(policy) => {
                     configured.insert(i, policy.with_secrets(shared_secrets.clone()));
                 }
@@ -394,12 +404,19 @@ impl Pipeline {
                     .collect::<Vec<_>>()
             },
             || {
-                (!self.settings.schema.skip_for_benchmark).then(|| {
-                    self.schemas(snapshot, platform)
-                        .map(|schemas| schemas.validate(&objects))
-                })
+                // The host's guards read the objects too: they run alongside.
+                rayon::join(
+                    || {
+                        (!self.settings.schema.skip_for_benchmark).then(|| {
+                            self.schemas(snapshot, platform)
+                                .map(|schemas| schemas.validate(&objects))
+                        })
+                    },
+                    || guard::check(&scope, &objects),
+                )
             },
         );
+        let (schema_stage, guarded) = schema_stage;
         for ((name, _), outcome) in validators.iter().zip(outcomes) {
             let diagnostics = outcome.map_err(|e| Failure::new("kitsync/plugin-error", e.to_string()))?;
             findings.extend(
@@ -417,7 +434,7 @@ impl Pipeline {
             }
         }
 
-        for diagnostic in guard::check(&scope, &objects) {
+        for diagnostic in guarded {
             findings.push(locator.place(&kit.name, HOST_SOURCE, diagnostic, &objects));
         }
         Ok(objects)
