@@ -48,8 +48,10 @@ fn infinite_loop_is_stopped_at_the_deadline() {
     assert_eq!(err.phase, Phase::Validate);
     assert!(err.to_string().contains("deadline of 300 ms exceeded"), "{err}");
     assert!(elapsed >= deadline, "stopped before the deadline: {elapsed:?}");
+    // Within a tick or two of the deadline on an idle machine; the slack is for a loaded
+    // 2-core CI machine running the whole suite at once (it once took 250+ ms more there).
     assert!(
-        elapsed < deadline + Duration::from_millis(250),
+        elapsed < deadline + Duration::from_millis(1000),
         "stopped too late: {elapsed:?}"
     );
     host_still_healthy(&engine);
