@@ -119,24 +119,71 @@ fn set_entries(root: &mut Value, tokens: &[&str], entries: &BTreeMap<String, Str
     Ok(())
 }
 
-/// Applies the configuration to one object. Only the object's metadata and its pod
-/// template's metadata are built and rewritten ([`Object::edit`]); the rest of the object
-/// stays the host's text.
+/// Sets `entries` in the map at `pointer`, building only that map ([`Object::edit`]); a
+/// `null` there becomes the map. `None`, changing nothing, when nothing is at `pointer`;
+/// `Some(Err(()))` when what is there is not a map.
+fn set_in_place(
+    object: &mut Object,
+    pointer: &str,
+    entries: &BTreeMap<String, String>,
+) -> Option<Result<(), ()>> {
+    object.edit(pointer, |found| {
+        if found.is_null() {
+            *found = Value::Object(Map::new());
+        }
+        let Value::Object(map) = found else {
+            return Err(());
+        };
+        for (k, v) in entries {
+            map.insert(k.clone(), Value::String(v.clone()));
+        }
+        Ok(())
+    })
+}
+
+/// Applies the configuration to one object. Only the maps it changes are built and
+/// rewritten when they exist (`metadata.labels`, the pod template's labels); otherwise the
+/// object's metadata, or its template. The rest of the object stays the host's text.
 pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
     // Described only on failure: formatting every object's name is a visible share of a call.
     let fail = |object: &Object, e: String| PluginError::InvalidInput(format!("{}: {e}", object.describe()));
+    let mut missing = false;
+    for (pointer, entries, name) in [
+        ("/metadata/labels", &config.labels, "metadata.labels"),
+        (
+            "/metadata/annotations",
+            &config.annotations,
+            "metadata.annotations",
+        ),
+    ] {
+        if entries.is_empty() {
+            continue;
+        }
+        match set_in_place(object, pointer, entries) {
+            Some(Ok(())) => {}
+            Some(Err(())) => return Err(fail(object, format!("{name} is not an object"))),
+            None => missing = true,
+        }
+    }
     let set_metadata = |metadata: &mut Value, path: &str| -> Result<(), String> {
         let in_metadata = |e: String| format!("{path}{e}");
         set_entries(metadata, &["labels"], &config.labels).map_err(in_metadata)?;
         set_entries(metadata, &["annotations"], &config.annotations).map_err(in_metadata)
     };
-    match object.edit("/metadata", |m| {
-        if m.is_null() {
-            *m = Value::Object(Map::new());
-        }
-        set_metadata(m, "metadata.")
-    }) {
+    // A map to create: through the metadata (setting again what was set above is harmless).
+    match missing
+        .then(|| {
+            object.edit("/metadata", |m| {
+                if m.is_null() {
+                    *m = Value::Object(Map::new());
+                }
+                set_metadata(m, "metadata.")
+            })
+        })
+        .flatten()
+    {
         Some(result) => result.map_err(|e| fail(object, e))?,
+        None if !missing => {}
         // No metadata at all: create it (a host object always has one, with its name).
         None => set_entries(object.value_mut(), &["metadata", "labels"], &config.labels)
             .and_then(|()| {
@@ -159,6 +206,16 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
         templates.push(template);
     }
     for template in templates {
+        match set_in_place(object, &format!("{template}/metadata/labels"), &config.labels) {
+            Some(Ok(())) => continue,
+            Some(Err(())) => {
+                return Err(fail(
+                    object,
+                    format!("{template}: metadata.labels is not an object"),
+                ));
+            }
+            None => {}
+        }
         // Only existing templates are labelled; a missing one is not invented.
         let in_metadata = |m: &mut Value| {
             if m.is_null() {
