@@ -498,6 +498,17 @@ async fn order_restart_suspend_removal_and_an_emptied_tree() {
     let third = repo.commit("db fixed");
     service.wait_applied("db", &third).await;
     service.wait_applied("app", &third).await;
+    // Each apply's health wait finishes first: one cut short by the stop is rightly finished
+    // by the next instance, which writes (seen on a loaded machine).
+    for (kit, revision) in [("db", &third), ("app", &third), ("misc", &second)] {
+        service
+            .wait_kit(kit, "healthy at its last revision", |k| {
+                k.status
+                    .condition("Healthy")
+                    .is_some_and(|c| c.status == "True" && c.message.contains(&revision[..12]))
+            })
+            .await;
+    }
 
     // A restart on the same revision writes nothing.
     service.stop().await;
