@@ -15,7 +15,7 @@
 //! `/spec/ports/0/port`.
 
 use kitsync_plugin::{
-    Diagnostic, Metadata, Object, PluginError, Pointer, Validator, Value, json_type, parse_at, parse_config,
+    Diagnostic, Metadata, Object, PluginError, Pointer, Validator, Value, json_type, parse_config,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -219,12 +219,8 @@ impl Checker<'_> {
     }
 
     fn object(&mut self, object: &Object) {
-        // Only the ports are built from a Service's text, not the whole object; text the walk
-        // cannot read goes the usual way, which reports it.
-        let service_ports = (object.kind() == "Service").then(|| {
-            parse_at(&object.json(), &["spec", "ports"])
-                .unwrap_or_else(|_| object.pointer("/spec/ports").cloned())
-        });
+        // Only a Service's ports are built, not the whole object.
+        let service_ports = (object.kind() == "Service").then(|| object.read("/spec/ports"));
         if let Some(Some(Value::Array(ports))) = &service_ports {
             for (i, port) in ports.iter().enumerate() {
                 let base = || Pointer::parse("/spec/ports").index(i);

@@ -284,6 +284,17 @@ impl Object {
         }
     }
 
+    /// The value at `pointer` (RFC 6901), owned, built alone from the host's text unless the
+    /// whole object already is: for a part outside those [`Object::pointer`] builds alone
+    /// (a Service's `/spec/ports`), read once. `None` when nothing is there; text that does
+    /// not read is reported like any bad object ([`PluginError::InvalidInput`]).
+    pub fn read(&self, pointer: &str) -> Option<Value> {
+        if self.whole_is_built() {
+            return self.value().pointer(pointer).cloned();
+        }
+        self.read_part(pointer)
+    }
+
     /// `metadata.labels`, if present and an object.
     pub fn labels(&self) -> Option<&Map<String, Value>> {
         self.pointer("/metadata/labels").and_then(Value::as_object)
@@ -494,6 +505,29 @@ mod tests {
             "metadata": {"name": "web", "labels": {"app": "web"}},
             "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}},
                 "spec": {"containers": [{"name": "a", "image": "a:1"}]}}}})
+    }
+
+    #[test]
+    fn read_builds_only_the_part_and_agrees_with_pointer() {
+        let value = deployment();
+        let object = sent(&value);
+        for pointer in [
+            "/spec/replicas",
+            "/spec/template",
+            "/metadata/name",
+            "/spec/missing",
+            "",
+        ] {
+            assert_eq!(object.read(pointer).as_ref(), value.pointer(pointer), "{pointer}");
+        }
+        assert!(object.parsed.get().is_none(), "read builds no whole value");
+        assert_eq!(object.pointer("/spec/replicas"), Some(&json!(2)));
+        assert!(object.parsed.get().is_some());
+        assert_eq!(
+            object.read("/spec/replicas"),
+            Some(json!(2)),
+            "read from the built value"
+        );
     }
 
     #[test]
