@@ -173,11 +173,36 @@ impl Walk<'_> {
         }
     }
 
-    fn find_member(&mut self, head: &str, rest: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
+    /// Past an opening bracket: `true`, past the closing one too, when the container is empty.
+    fn empty(&mut self, close: u8) -> bool {
         self.at += 1;
         self.space();
-        if self.peek() == Some(b'}') {
+        let empty = self.peek() == Some(close);
+        if empty {
             self.at += 1;
+        }
+        empty
+    }
+
+    /// After a member or an element: `true` past the container's closing bracket, `false`
+    /// past the comma before the next item.
+    fn closed(&mut self, close: u8) -> Result<bool, serde_json::Error> {
+        self.space();
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                Ok(false)
+            }
+            Some(byte) if byte == close => {
+                self.at += 1;
+                Ok(true)
+            }
+            _ => Err(self.error(&format!("expected `,` or `{}`", close as char))),
+        }
+    }
+
+    fn find_member(&mut self, head: &str, rest: &[&str]) -> Result<Option<Range<usize>>, serde_json::Error> {
+        if self.empty(b'}') {
             return Ok(None);
         }
         loop {
@@ -198,16 +223,9 @@ impl Walk<'_> {
                 return self.find(rest);
             }
             self.skip()?;
-            self.space();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(None);
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
+            if self.closed(b'}')? {
+                return Ok(None);
             }
-            self.space();
         }
     }
 
@@ -216,29 +234,19 @@ impl Walk<'_> {
         let index = (head == "0" || !head.starts_with('0'))
             .then(|| head.parse::<usize>().ok())
             .flatten();
-        self.at += 1;
-        self.space();
-        if self.peek() == Some(b']') {
-            self.at += 1;
+        if self.empty(b']') {
             return Ok(None);
         }
-        let mut i = 0usize;
-        loop {
+        for i in 0usize.. {
             if Some(i) == index {
                 return self.find(rest);
             }
             self.skip()?;
-            i += 1;
-            self.space();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(None);
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
+            if self.closed(b']')? {
+                break;
             }
         }
+        Ok(None)
     }
 }
 
