@@ -131,13 +131,7 @@ fn set_in_place(
         if found.is_null() {
             *found = Value::Object(Map::new());
         }
-        let Value::Object(map) = found else {
-            return Err(());
-        };
-        for (k, v) in entries {
-            map.insert(k.clone(), Value::String(v.clone()));
-        }
-        Ok(())
+        set_entries(found, &[], entries).map_err(drop)
     })
 }
 
@@ -171,29 +165,25 @@ pub fn apply(config: &Config, object: &mut Object) -> Result<(), PluginError> {
         set_entries(metadata, &["annotations"], &config.annotations).map_err(in_metadata)
     };
     // A map to create: through the metadata (setting again what was set above is harmless).
-    match missing
-        .then(|| {
-            object.edit("/metadata", |m| {
-                if m.is_null() {
-                    *m = Value::Object(Map::new());
-                }
-                set_metadata(m, "metadata.")
-            })
-        })
-        .flatten()
-    {
-        Some(result) => result.map_err(|e| fail(object, e))?,
-        None if !missing => {}
-        // No metadata at all: create it (a host object always has one, with its name).
-        None => set_entries(object.value_mut(), &["metadata", "labels"], &config.labels)
-            .and_then(|()| {
-                set_entries(
-                    object.value_mut(),
-                    &["metadata", "annotations"],
-                    &config.annotations,
-                )
-            })
-            .map_err(|e| fail(object, e))?,
+    if missing {
+        match object.edit("/metadata", |m| {
+            if m.is_null() {
+                *m = Value::Object(Map::new());
+            }
+            set_metadata(m, "metadata.")
+        }) {
+            Some(result) => result.map_err(|e| fail(object, e))?,
+            // No metadata at all: create it (a host object always has one, with its name).
+            None => set_entries(object.value_mut(), &["metadata", "labels"], &config.labels)
+                .and_then(|()| {
+                    set_entries(
+                        object.value_mut(),
+                        &["metadata", "annotations"],
+                        &config.annotations,
+                    )
+                })
+                .map_err(|e| fail(object, e))?,
+        }
     }
     if config.labels.is_empty() {
         return Ok(());
