@@ -113,13 +113,18 @@ fn finding(rule: &str, object: &Object, path: &str, message: String) -> Diagnost
 /// `metadata.namespace` on a cluster-scoped kind is dropped (it means nothing there, and left
 /// in it would give one live object two identities in the inventory). Info findings.
 pub fn normalize(objects: &mut [Object]) -> Vec<Diagnostic> {
-    normalize_marking(objects, |_| {})
-}
-
-/// [`normalize`], calling `changed` with the index of each object it changes.
-fn normalize_marking(objects: &mut [Object], mut changed: impl FnMut(usize)) -> Vec<Diagnostic> {
     // Dropping `status` or a namespace never changes a CRD's spec: read once, up front.
     let crds = ClusterCrds::of(objects);
+    normalize_marking(objects, &crds, |_| {})
+}
+
+/// [`normalize`] with the kit's CRDs read, calling `changed` with the index of each object
+/// it changes.
+fn normalize_marking(
+    objects: &mut [Object],
+    crds: &ClusterCrds,
+    mut changed: impl FnMut(usize),
+) -> Vec<Diagnostic> {
     let mut notes = Vec::new();
     for (index, object) in objects.iter_mut().enumerate() {
         let Some(map) = object.value.as_object_mut() else {
@@ -167,10 +172,10 @@ fn normalize_marking(objects: &mut [Object], mut changed: impl FnMut(usize)) -> 
 /// Returns, for each object, whether this changed it (so that an encoding of the objects
 /// made before can be kept for the others).
 pub fn apply_defaults(scope: &Scope<'_>, objects: &mut [Object]) -> Vec<bool> {
-    let mut touched = vec![false; objects.len()];
-    normalize_marking(objects, |index| touched[index] = true);
-    // Defaults touch metadata only, never a CRD's spec: read once, up front.
+    // Normalizing and defaults touch metadata and status only, never a CRD's spec: read once.
     let crds = ClusterCrds::of(objects);
+    let mut touched = vec![false; objects.len()];
+    normalize_marking(objects, &crds, |index| touched[index] = true);
     for (object, touched) in objects.iter_mut().zip(&mut touched) {
         let cluster = crds.scopes(&object.id.kind, &object.id.api_version);
         let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) else {
