@@ -288,25 +288,8 @@ impl Pipeline {
         findings: &mut Vec<Finding>,
         secrets: &mut SecretValues,
     ) -> Result<Vec<Object>, Failure> {
-        let specs: Vec<&PluginSpec> = kit
-            .transform
-            .iter()
-            .chain(&platform.transform)
-            .chain(&kit.validate)
-            .chain(&platform.validate)
-            .collect();
-        // Plugins are loaded and configured while the manifests are read: neither needs the
-        // other. Their failures are still reported only once the manifests are known good.
-        let (read, configs) = rayon::join(
-            || read_manifests(snapshot, kit, &self.parsed),
-            || {
-                specs
-                    .iter()
-                    .map(|spec| self.configured(snapshot, spec, &kit.name))
-                    .collect::<Vec<_>>()
-            },
-        );
-        let mut objects = read.map_err(|all| report_all(all, &kit.name, locator, findings))?;
+        let mut objects = read_manifests(snapshot, kit, &self.parsed)
+            .map_err(|all| report_all(all, &kit.name, locator, findings))?;
         // Known before any plugin runs, so what plugins print is redacted too.
         *secrets = SecretValues::of(&objects);
         let shared_secrets = std::sync::Arc::new(secrets.clone());
@@ -326,8 +309,18 @@ impl Pipeline {
         // missing plugin of the kit is reported in one run, at its line.
         let mut configured: HashMap<usize, Configured> = HashMap::new();
         let mut failures: Vec<Failure> = Vec::new();
-        for (i, config) in configs.into_iter().enumerate() {
-            match config {
+        // Not on the pool: loading compiles under the plugin map's lock, and a pool thread
+        // waiting for the compiler's parallel jobs could take another kit's load, which waits
+        // for that same lock (a deadlock `check` hit with many kits).
+        let specs: Vec<&PluginSpec> = kit
+            .transform
+            .iter()
+            .chain(&platform.transform)
+            .chain(&kit.validate)
+            .chain(&platform.validate)
+            .collect();
+        for (i, spec) in specs.iter().enumerate() {
+            match self.configured(snapshot, spec, &kit.name) {
                 Ok(policy) => {
                     configured.insert(i, policy.with_secrets(shared_secrets.clone()));
                 }
