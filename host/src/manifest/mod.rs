@@ -2,6 +2,7 @@
 
 use crate::object::{MissingField, Object, Origin};
 use serde_json::Value;
+mod block;
 mod cache;
 mod lines;
 
@@ -176,47 +177,24 @@ fn parse_counted(
     budget: &KitBudget,
     used: &mut KitBudget,
 ) -> Result<Vec<Object>, Error> {
-    use std::cell::RefCell;
-    use std::rc::Rc;
     if text.len() > MAX_FILE_BYTES {
         return Err(Error::TooLarge {
             file: file.to_owned(),
             bytes: text.len(),
         });
     }
-    let report: Rc<RefCell<Option<serde_saphyr::budget::BudgetReport>>> = Rc::default();
-    let sink = report.clone();
-    let options = options(budget).with_budget_report(move |r| *sink.borrow_mut() = Some(r));
-    let parsed: Result<Vec<Spanned<Value>>, _> = serde_saphyr::from_multiple_with_options(text, options);
-    let report = report.borrow_mut().take();
-    if let Some(report) = &report {
-        if let Some(breach) = &report.breached {
-            return Err(Error::OverBudget {
-                file: file.to_owned(),
-                what: format!("{breach:?}"),
-            });
+    let documents = match block::read(text, budget) {
+        Some((documents, spent)) => {
+            *used = spent;
+            documents
         }
-        *used = KitBudget {
-            documents: report.documents,
-            nodes: report.nodes,
-            events: report.events,
-            scalar_bytes: report.total_scalar_bytes,
-        };
-    }
-    let documents = parsed.map_err(|e| {
-        let location = e.location();
-        Error::Syntax {
-            file: file.to_owned(),
-            line: location.map(|l| l.line()).unwrap_or(0),
-            column: location.map(|l| l.column()).unwrap_or(0),
-            message: parser_message(&e.to_string()),
-        }
-    })?;
+        None => read_any(file, text, budget, used)?,
+    };
     let mut objects = Vec::with_capacity(documents.len());
     let mut line_index: Option<LineIndex> = None;
     for (index, document) in documents.into_iter().enumerate() {
         let document_index = u32::try_from(index).unwrap_or(u32::MAX);
-        let line = u32::try_from(document.defined.line()).unwrap_or(u32::MAX);
+        let line = document.line;
         match document.value {
             Value::Null => continue,
             Value::Object(_) => {}
@@ -302,6 +280,52 @@ fn parse_counted(
     Ok(objects)
 }
 
+/// Reads `text` with serde-saphyr: any YAML, against what is left of `budget`.
+fn read_any(
+    file: &str,
+    text: &str,
+    budget: &KitBudget,
+    used: &mut KitBudget,
+) -> Result<Vec<block::Document>, Error> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let report: Rc<RefCell<Option<serde_saphyr::budget::BudgetReport>>> = Rc::default();
+    let sink = report.clone();
+    let options = options(budget).with_budget_report(move |r| *sink.borrow_mut() = Some(r));
+    let parsed: Result<Vec<Spanned<Value>>, _> = serde_saphyr::from_multiple_with_options(text, options);
+    let report = report.borrow_mut().take();
+    if let Some(report) = &report {
+        if let Some(breach) = &report.breached {
+            return Err(Error::OverBudget {
+                file: file.to_owned(),
+                what: format!("{breach:?}"),
+            });
+        }
+        *used = KitBudget {
+            documents: report.documents,
+            nodes: report.nodes,
+            events: report.events,
+            scalar_bytes: report.total_scalar_bytes,
+        };
+    }
+    let documents = parsed.map_err(|e| {
+        let location = e.location();
+        Error::Syntax {
+            file: file.to_owned(),
+            line: location.map(|l| l.line()).unwrap_or(0),
+            column: location.map(|l| l.column()).unwrap_or(0),
+            message: parser_message(&e.to_string()),
+        }
+    })?;
+    Ok(documents
+        .into_iter()
+        .map(|document| block::Document {
+            line: u32::try_from(document.defined.line()).unwrap_or(u32::MAX),
+            value: document.value,
+        })
+        .collect())
+}
+
 /// The first identity field of `value` that is present but not a string, as (field, pointer).
 fn not_text(value: &Value) -> Option<(&'static str, &'static str, String)> {
     [
@@ -359,8 +383,23 @@ pub fn to_yaml(objects: &[Object]) -> Result<String, serde_saphyr::SerializeErro
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Every `.yaml` and `.yml` file under `dir` (for tests over the corpus and examples).
+    pub(crate) fn yaml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(yaml_files(&path));
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+        out.sort();
+        out
+    }
 
     #[test]
     fn documents_keep_their_lines() {

@@ -224,7 +224,7 @@ mod tests {
         }
         let (mut accepted, mut floats) = (0, 0);
         for root in &roots {
-            for file in walk(root) {
+            for file in crate::manifest::tests::yaml_files(root) {
                 let Ok(text) = std::fs::read_to_string(&file) else {
                     continue;
                 };
@@ -253,19 +253,6 @@ mod tests {
             Value::Object(map) => map.values().any(has_float),
             _ => false,
         }
-    }
-
-    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(path);
-            }
-        }
-        out
     }
 
     #[test]
