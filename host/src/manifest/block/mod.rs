@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::KitBudget;
@@ -44,20 +45,89 @@ pub(super) struct Document {
 
 /// Reads every document of `text`, spending at most `left`; `None` when the file is not in
 /// the subset this reader handles (or would go over `left`).
+///
+/// A large file is read in parts on rayon's pool, split at `---` lines (in the subset, a
+/// line starting `---` is always a document boundary). Each part is read within `left`,
+/// and the parts together must fit it too, so at most one part's worth of work per thread is
+/// done past a budget before the file is given up on (nothing is expanded here: a part's
+/// nodes are bounded by its bytes).
 pub(super) fn read(text: &str, left: &KitBudget) -> Option<(Vec<Document>, KitBudget)> {
-    if text.starts_with('\u{feff}') || !printable(text.as_bytes()) {
+    read_in_parts(text, left, rayon::current_num_threads())
+}
+
+/// [`read`] in at most `threads` parts.
+fn read_in_parts(text: &str, left: &KitBudget, threads: usize) -> Option<(Vec<Document>, KitBudget)> {
+    if text.starts_with('\u{feff}') {
+        return None;
+    }
+    let parts = parts(text, threads);
+    if parts.len() == 1 {
+        return read_part(text, 1, true, left);
+    }
+    let read: Vec<Option<(Vec<Document>, KitBudget)>> = parts
+        .par_iter()
+        .enumerate()
+        .map(|(i, &(from, to, line))| read_part(&text[from..to], line, i == 0, left))
+        .collect();
+    let mut documents = Vec::new();
+    let mut used = KitBudget::NOTHING;
+    for part in read {
+        let (part, spent) = part?;
+        documents.extend(part);
+        used.documents += spent.documents;
+        used.nodes += spent.nodes;
+        used.events += spent.events;
+        used.scalar_bytes += spent.scalar_bytes;
+    }
+    left.covers(&used).then_some((documents, used))
+}
+
+/// Files smaller than this are read in one part.
+const PART_BYTES: usize = 64 << 10;
+
+/// Splits `text` into at most `threads` parts of about equal size, each starting at the
+/// beginning of a `---` line (but the first): (start, end, one-based line of the start).
+fn parts(text: &str, threads: usize) -> Vec<(usize, usize, u32)> {
+    let bytes = text.as_bytes();
+    let count = threads.min(bytes.len() / PART_BYTES).max(1);
+    let mut parts = Vec::with_capacity(count);
+    let (mut start, mut line) = (0usize, 1u32);
+    for k in 1..count {
+        let target = (bytes.len() / count * k).max(start);
+        let Some(boundary) = memchr::memmem::find_iter(&bytes[target..], b"\n---")
+            .map(|i| target + i + 1)
+            .find(|&at| matches!(bytes.get(at + 3), None | Some(b'\n' | b' ' | b'\t')))
+        else {
+            break;
+        };
+        parts.push((start, boundary, line));
+        let newlines = memchr::memchr_iter(b'\n', &bytes[start..boundary]).count();
+        line = line.saturating_add(u32::try_from(newlines).unwrap_or(u32::MAX));
+        start = boundary;
+    }
+    parts.push((start, bytes.len(), line));
+    parts
+}
+
+/// Reads one part of a file, whose first line is line `line` of the file; the first part
+/// also counts the stream's start and end events.
+fn read_part(text: &str, line: u32, first: bool, left: &KitBudget) -> Option<(Vec<Document>, KitBudget)> {
+    if !printable(text.as_bytes()) {
         return None;
     }
     let mut reader = Reader {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        line: 1,
+        line,
         left,
         used: KitBudget::NOTHING,
         depth: 0,
         typed: HashMap::new(),
     };
+    if first {
+        reader.events(2).ok()?;
+    }
     let documents = reader.documents().ok()?;
     Some((documents, reader.used))
 }
@@ -192,8 +262,6 @@ impl<'a> Reader<'a> {
     // --- documents ---
 
     fn documents(&mut self) -> Step<Vec<Document>> {
-        // The stream's start and end events.
-        self.events(2)?;
         let mut documents = Vec::new();
         // A `---` was read and its document has no content yet.
         let mut open = false;

@@ -218,6 +218,53 @@ fn generated_yaml_reads_the_same() {
     );
 }
 
+/// A file large enough to be read in parts reads the same as in one part and as serde-saphyr
+/// reads it (lines included), and its parts together are held to the budget.
+#[test]
+fn large_files_read_in_parts_read_the_same() {
+    let mut random = Random(0xfeed_0bad_cafe_0001);
+    let mut text = String::new();
+    while text.len() < 400 << 10 {
+        text.push_str(random.pick(&["---\n", "--- # c\n", "---\n---\n"]));
+        let mut document = String::new();
+        generate_mapping(&mut random, &mut document, 0, 0);
+        // Only documents both readers take, so the whole file is read fast.
+        if super::read_in_parts(&document, &KitBudget::default(), 1).is_some()
+            && read_any(
+                "t.yaml",
+                &document,
+                &KitBudget::default(),
+                &mut KitBudget::NOTHING.clone(),
+            )
+            .is_ok()
+        {
+            text.push_str(&document);
+        }
+    }
+    assert!(super::parts(&text, 4).len() == 4, "split in four");
+    let (one, spent) = super::read_in_parts(&text, &KitBudget::default(), 1).expect("read in one part");
+    let (four, spent_four) =
+        super::read_in_parts(&text, &KitBudget::default(), 4).expect("read in four parts");
+    assert_eq!(spent, spent_four);
+    assert_eq!(one.len(), four.len());
+    for (one, four) in one.iter().zip(&four) {
+        assert_eq!((one.line, &one.value), (four.line, &four.value));
+    }
+    assert!(agree(&text));
+    for short in [
+        KitBudget {
+            nodes: spent.nodes - 1,
+            ..spent.clone()
+        },
+        KitBudget {
+            documents: spent.documents - 1,
+            ..spent.clone()
+        },
+    ] {
+        assert!(super::read_in_parts(&text, &short, 4).is_none(), "{short:?}");
+    }
+}
+
 /// xorshift64: reproducible texts without a dependency.
 struct Random(u64);
 
