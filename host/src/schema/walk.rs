@@ -58,7 +58,11 @@ pub(super) fn short(definition: &str) -> &str {
 pub(super) struct Walker {
     pub strict: bool,
     pub out: Vec<Violation>,
-    path: Vec<String>,
+    /// The RFC 6901 pointer of the value being walked, built in place (a walk enters every
+    /// field of every object: one buffer, no allocation per field).
+    pointer: String,
+    /// Where `pointer` ended before each field entered.
+    marks: Vec<usize>,
 }
 
 fn what(value: &Value) -> &'static str {
@@ -81,16 +85,13 @@ impl Walker {
         Walker {
             strict,
             out: Vec::new(),
-            path: Vec::new(),
+            pointer: String::new(),
+            marks: Vec::new(),
         }
     }
 
     fn pointer(&self) -> String {
-        self.path.iter().fold(String::new(), |mut acc, s| {
-            acc.push('/');
-            acc.push_str(s);
-            acc
-        })
+        self.pointer.clone()
     }
 
     fn report(&mut self, severity: Severity, rule: &'static str, message: String) {
@@ -106,11 +107,25 @@ impl Walker {
     }
 
     fn enter(&mut self, segment: &str) {
-        self.path.push(crate::manifest::escape_segment(segment));
+        self.marks.push(self.pointer.len());
+        self.pointer.push('/');
+        if segment.contains(['~', '/']) {
+            self.pointer.push_str(&crate::manifest::escape_segment(segment));
+        } else {
+            self.pointer.push_str(segment);
+        }
+    }
+
+    fn enter_index(&mut self, index: usize) {
+        use std::fmt::Write as _;
+        self.marks.push(self.pointer.len());
+        let _ = write!(self.pointer, "/{index}");
     }
 
     fn leave(&mut self) {
-        self.path.pop();
+        if let Some(mark) = self.marks.pop() {
+            self.pointer.truncate(mark);
+        }
     }
 
     /// Validates `value` against node `id` of `tree`.
@@ -334,7 +349,7 @@ impl Walker {
         let list = node.list.clone();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (index, item) in items.iter().enumerate() {
-            self.enter(&index.to_string());
+            self.enter_index(index);
             if let Some(child) = item_node {
                 self.walk(tree, child, item, Field::Entry);
             }
