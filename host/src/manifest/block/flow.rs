@@ -19,7 +19,11 @@ impl<'a> Reader<'a> {
         } else {
             loop {
                 if open == b'{' {
+                    let key_start = *pos;
                     let (key, quoted) = self.flow_scalar_text(pos, end)?;
+                    if *pos - key_start > super::MAX_KEY_BYTES {
+                        return Err(GiveUp);
+                    }
                     if !quoted {
                         self.key(&key)?;
                     } else {

@@ -6,9 +6,10 @@
 //! collections, literal and folded block scalars, comments. This reader handles exactly
 //! that, in one pass over the bytes, and gives up on anything else: anchors, aliases, tags,
 //! complex (`?`) and merge (`<<`) keys, directives, `...`, multi-line plain or quoted
-//! scalars, tabs around structure, `\r`, a key YAML would not read as text. It also gives up
-//! on anything it is not sure is valid YAML, and before going over what is left of the kit's
-//! budget. A file it gives up on is read by serde-saphyr, which then reports any error
+//! scalars, tabs around structure, `\r`, a byte order mark, a key YAML would not read as
+//! text. It also gives up on anything it is not sure is valid YAML or within serde-saphyr's
+//! own limits (a key over 1,024 characters, more than 32 comments after an empty value), and
+//! before going over what is left of the kit's budget. A file it gives up on is read by serde-saphyr, which then reports any error
 //! (so every error message and location is serde-saphyr's).
 //!
 //! When it does answer, the answer is serde-saphyr's: the same values (a plain scalar that
@@ -29,6 +30,14 @@ mod scalar;
 /// Structural nesting past which we leave the file to serde-saphyr, whose own limit (64)
 /// then applies.
 const MAX_DEPTH: usize = 60;
+
+/// Comments after an empty value from which we leave the file to serde-saphyr, which refuses
+/// more than 32 there.
+const MAX_BUFFERED_COMMENTS: usize = 32;
+
+/// Longest implicit key, in bytes from its start to its `:`. serde-saphyr (as YAML 1.2, 7.4.2)
+/// refuses one over 1,024 characters; bytes are never fewer.
+const MAX_KEY_BYTES: usize = 1024;
 
 /// The reader gave up: the file is left to serde-saphyr.
 #[derive(Debug)]
@@ -119,6 +128,7 @@ fn read_part(text: &str, line: u32, first: bool, left: &KitBudget) -> Option<(Ve
         text,
         bytes: text.as_bytes(),
         pos: 0,
+        skipped_comments: 0,
         line,
         left,
         used: KitBudget::NOTHING,
@@ -137,6 +147,8 @@ struct Reader<'a> {
     bytes: &'a [u8],
     /// Start of the current line.
     pos: usize,
+    /// Comment lines the last [`Reader::peek`] skipped.
+    skipped_comments: usize,
     /// One-based number of the line at `pos`.
     line: u32,
     left: &'a KitBudget,
@@ -209,6 +221,7 @@ impl<'a> Reader<'a> {
     /// Skips blank and comment lines; the next line with content, if any. A tab before
     /// content gives up (YAML forbids tabs in indentation).
     fn peek(&mut self) -> Step<Option<Line>> {
+        self.skipped_comments = 0;
         while self.pos < self.bytes.len() {
             let end = self.line_end(self.pos);
             let line = &self.bytes[self.pos..end];
@@ -218,6 +231,7 @@ impl<'a> Reader<'a> {
                 Some(b'#') => {
                     // serde-saphyr counts comments as events.
                     self.events(1)?;
+                    self.skipped_comments += 1;
                     self.next_line(end);
                 }
                 Some(b'\t') => {
@@ -419,7 +433,8 @@ impl<'a> Reader<'a> {
             return Err(GiveUp);
         }
         if start == end || self.bytes[start] == b'#' {
-            if start < end {
+            let comment = start < end;
+            if comment {
                 if blanks == 0 {
                     return Err(GiveUp);
                 }
@@ -427,7 +442,7 @@ impl<'a> Reader<'a> {
                 self.events(1)?;
             }
             self.next_line(end);
-            return self.nested(indent, same_indent_sequence);
+            return self.nested(indent, same_indent_sequence, usize::from(comment));
         }
         if blanks == 0 {
             // `key:value` is not a key; `-x` is not an entry. Callers checked; be sure.
@@ -458,10 +473,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// What follows a key or entry with nothing after it on its line: a more indented
-    /// collection, a sequence at the key's indentation, or nothing (null).
-    fn nested(&mut self, indent: usize, same_indent_sequence: bool) -> Step<Value> {
-        if let Some(line) = self.peek()?
+    /// What follows a key or entry with nothing after it on its line (but `comments`): a more
+    /// indented collection, a sequence at the key's indentation, or nothing (null).
+    fn nested(&mut self, indent: usize, same_indent_sequence: bool, comments: usize) -> Step<Value> {
+        let next = self.peek()?;
+        if comments + self.skipped_comments >= MAX_BUFFERED_COMMENTS {
+            // serde-saphyr holds the comments while it looks for the value, and refuses more
+            // than 32 (its budget's `max_buffered_comment_events`).
+            return Err(GiveUp);
+        }
+        if let Some(line) = next
             && !self.is_marker(&line, b"---")
         {
             let entry = self.is_entry(line.start, line.end);
@@ -498,6 +519,9 @@ impl<'a> Reader<'a> {
                 };
                 let colon = after + bytes[after..end].iter().take_while(|&&b| b == b' ').count();
                 if colon < end && bytes[colon] == b':' && (colon + 1 == end || bytes[colon + 1] == b' ') {
+                    if colon - start > MAX_KEY_BYTES {
+                        return Err(GiveUp);
+                    }
                     Ok(Some((text, colon + 1)))
                 } else {
                     Ok(None)
@@ -512,6 +536,9 @@ impl<'a> Reader<'a> {
                 while i < end {
                     match bytes[i] {
                         b':' if i + 1 == end || bytes[i + 1] == b' ' => {
+                            if i - start > MAX_KEY_BYTES {
+                                return Err(GiveUp);
+                            }
                             let key = self.text[start..i].trim_end_matches(' ');
                             if key.ends_with('\t') {
                                 return Err(GiveUp);
@@ -543,7 +570,7 @@ impl<'a> Reader<'a> {
 
 /// Whether every character is one YAML allows in a stream: tab, line feed, and printable
 /// characters (YAML 1.2, 5.1: not C0 or C1 controls except NEL, not DEL, not U+FFFE or
-/// U+FFFF). Carriage returns are refused too, to keep line ends simple here.
+/// U+FFFF). Carriage returns and byte order marks are refused too.
 fn printable(bytes: &[u8]) -> bool {
     let mut i = 0;
     while i < bytes.len() {
@@ -557,6 +584,9 @@ fn printable(bytes: &[u8]) -> bool {
             0xef if bytes.get(i + 1) == Some(&0xbf) && matches!(bytes.get(i + 2), Some(0xbe | 0xbf)) => {
                 return false;
             }
+            // U+FEFF: serde-saphyr refuses a byte order mark inside a document, and where it
+            // may stand is not worth telling apart here.
+            0xef if bytes.get(i + 1) == Some(&0xbb) && bytes.get(i + 2) == Some(&0xbf) => return false,
             _ => {}
         }
         i += 1;

@@ -105,6 +105,41 @@ fn what_the_fast_reader_leaves_to_serde_saphyr() {
     ] {
         assert!(!agree(text), "the fast reader answered:\n{text}");
     }
+    // What serde-saphyr refuses for its own limits (found by an adversarial review): a byte
+    // order mark inside a document, a key over 1,024 characters, and more than 32 comments
+    // held while it looks for an empty value.
+    let long = "k".repeat(1025);
+    for text in [
+        "a: \u{feff}x\n".to_owned(),
+        "---\n\u{feff}a: 1\n".to_owned(),
+        "a: [\u{feff}x]\n".to_owned(),
+        format!("{long}: 1\n"),
+        format!("{}     : 1\n", "k".repeat(1020)),
+        format!("\"{}\": 1\n", "k".repeat(1023)),
+        format!("s:\n- {long}: 1\n"),
+        format!("a: {{{long}: 1}}\n"),
+        format!("a:\n{}", "#\n".repeat(33)),
+        format!("a:\n{}  b: 1\n", "  # c\n".repeat(33)),
+        format!("s:\n- # x\n{}- b\n", "#\n".repeat(32)),
+    ] {
+        assert!(
+            read_any(
+                "t.yaml",
+                &text,
+                &KitBudget::default(),
+                &mut KitBudget::NOTHING.clone()
+            )
+            .is_err()
+        );
+        assert!(!agree(&text), "the fast reader answered:\n{text}");
+    }
+    // Just under those limits, both read it.
+    for text in [
+        format!("{}: 1\n", "k".repeat(1024)),
+        format!("a:\n{}b: 1\n", "#\n".repeat(31)),
+    ] {
+        assert!(agree(&text), "the fast reader gave up on:\n{text}");
+    }
 }
 
 #[test]
@@ -554,7 +589,7 @@ fn mutate(random: &mut Random, text: &mut String) {
         1 => {
             let c = random.pick(&[
                 " ", "\t", ":", "-", "#", "'", "\"", "[", "]", "{", "}", "\n", "|", ">", "&", "\r", "\u{1}",
-                "\u{85}", "\u{9f}", "\\",
+                "\u{85}", "\u{9f}", "\\", "\u{feff}",
             ]);
             out.insert(at, c.chars().next().unwrap_or(' '));
         }
