@@ -5,8 +5,9 @@
 //! inputs changed, and a commit usually touches one file. Parsing a 1,000-object file takes
 //! about 5 ms with the fast reader (`block`), 45 ms when serde-saphyr must read it; reading
 //! the kept objects back takes 2-3 ms, on several threads.
-//! An entry holds each object of one file as compact JSON and what parsing the file spent of a kit's YAML budget, which is charged on
-//! every hit as it was on the parse: a cached file cannot make a kit's budget go further.
+//! An entry holds each object of one file as compact JSON and what parsing the file spent of
+//! a kit's YAML budget, which is charged on every hit as it was on the parse: a cached file
+//! cannot make a kit's budget go further.
 //! Entries are keyed by SHA-256 of the file's path and bytes (repository content is
 //! untrusted, so the key must not collide); errors are not kept. The cache is bounded in
 //! bytes, evicting what was used longest ago.
