@@ -386,8 +386,19 @@ pub fn to_yaml(objects: &[Object]) -> Result<String, serde_saphyr::SerializeErro
 pub(crate) mod tests {
     use super::*;
 
-    /// Every `.yaml` and `.yml` file under `dir` (for tests over the corpus and examples).
-    pub(crate) fn yaml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    /// Every YAML file of the bundled examples and of the real-world corpus
+    /// (`KITSYNC_CORPUS`, when set; a line says so when it is not).
+    pub(crate) fn example_and_corpus_files() -> Vec<std::path::PathBuf> {
+        let mut files = yaml_files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"));
+        match std::env::var_os("KITSYNC_CORPUS") {
+            Some(corpus) => files.extend(yaml_files(std::path::Path::new(&corpus))),
+            None => eprintln!("KITSYNC_CORPUS is not set: only the examples were read"),
+        }
+        files
+    }
+
+    /// Every `.yaml` and `.yml` file under `dir`.
+    fn yaml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();

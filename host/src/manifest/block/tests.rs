@@ -142,12 +142,9 @@ fn what_the_fast_reader_leaves_to_serde_saphyr() {
     }
 }
 
-#[test]
-fn the_fast_reader_stays_within_the_budget_left() {
-    let text = "a: [1, 2, 3]\nb: {c: d}\n";
-    let (_, spent) = read(text, &KitBudget::default()).expect("read fast");
-    assert!(read(text, &spent).is_some(), "exactly enough is enough");
-    for short in [
+/// `spent` with each of its four limits one short.
+fn one_short(spent: &KitBudget) -> [KitBudget; 4] {
+    [
         KitBudget {
             nodes: spent.nodes - 1,
             ..spent.clone()
@@ -161,10 +158,18 @@ fn the_fast_reader_stays_within_the_budget_left() {
             ..spent.clone()
         },
         KitBudget {
-            documents: 0,
+            documents: spent.documents - 1,
             ..spent.clone()
         },
-    ] {
+    ]
+}
+
+#[test]
+fn the_fast_reader_stays_within_the_budget_left() {
+    let text = "a: [1, 2, 3]\nb: {c: d}\n";
+    let (_, spent) = read(text, &KitBudget::default()).expect("read fast");
+    assert!(read(text, &spent).is_some(), "exactly enough is enough");
+    for short in one_short(&spent) {
         assert!(read(text, &short).is_none(), "{short:?}");
         // serde-saphyr then says which limit.
         let err = super::super::parse_within("t.yaml", text, &mut short.clone()).expect_err("over");
@@ -188,22 +193,14 @@ fn deep_nesting_is_left_to_serde_saphyr() {
 /// same both ways, and most of them fast.
 #[test]
 fn corpus_and_examples_read_the_same() {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut roots = vec![examples];
-    match std::env::var_os("KITSYNC_CORPUS") {
-        Some(corpus) => roots.push(corpus.into()),
-        None => eprintln!("KITSYNC_CORPUS is not set: only the examples were read"),
-    }
     let (mut files, mut fast) = (0, 0);
-    for root in &roots {
-        for file in super::super::tests::yaml_files(root) {
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            files += 1;
-            if agree(&text) {
-                fast += 1;
-            }
+    for file in super::super::tests::example_and_corpus_files() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        files += 1;
+        if agree(&text) {
+            fast += 1;
         }
     }
     eprintln!("{fast} of {files} files read fast");
@@ -286,16 +283,7 @@ fn large_files_read_in_parts_read_the_same() {
         assert_eq!((one.line, &one.value), (four.line, &four.value));
     }
     assert!(agree(&text));
-    for short in [
-        KitBudget {
-            nodes: spent.nodes - 1,
-            ..spent.clone()
-        },
-        KitBudget {
-            documents: spent.documents - 1,
-            ..spent.clone()
-        },
-    ] {
+    for short in one_short(&spent) {
         assert!(super::read_in_parts(&text, &short, 4).is_none(), "{short:?}");
     }
 }
