@@ -8,9 +8,10 @@
 //! complex (`?`) and merge (`<<`) keys, directives, `...`, multi-line plain or quoted
 //! scalars, tabs around structure, `\r`, a byte order mark, a key YAML would not read as
 //! text. It also gives up on anything it is not sure is valid YAML or within serde-saphyr's
-//! own limits (a key over 1,024 characters, more than 32 comments after an empty value), and
-//! before going over what is left of the kit's budget. A file it gives up on is read by serde-saphyr, which then reports any error
-//! (so every error message and location is serde-saphyr's).
+//! own limits (a key over 1,024 characters, 32 or more comments after an empty value), and
+//! before going over what is left of the kit's budget. A file it gives up on is read by
+//! serde-saphyr, which then reports any error (so every error message and location is
+//! serde-saphyr's).
 //!
 //! When it does answer, the answer is serde-saphyr's: the same values (a plain scalar that
 //! is not certainly text, such as `0644`, `1.10` or `1e3`, is typed by serde-saphyr itself),
