@@ -286,7 +286,7 @@ fn read_any(
     text: &str,
     budget: &KitBudget,
     used: &mut KitBudget,
-) -> Result<Vec<block::Document>, Error> {
+) -> Result<Vec<Document>, Error> {
     use std::cell::RefCell;
     use std::rc::Rc;
     let report: Rc<RefCell<Option<serde_saphyr::budget::BudgetReport>>> = Rc::default();
@@ -319,11 +319,18 @@ fn read_any(
     })?;
     Ok(documents
         .into_iter()
-        .map(|document| block::Document {
+        .map(|document| Document {
             line: u32::try_from(document.defined.line()).unwrap_or(u32::MAX),
             value: document.value,
         })
         .collect())
+}
+
+/// One parsed document: the line its root node starts on and its value. Empty documents
+/// are not returned (by either reader).
+struct Document {
+    line: u32,
+    value: Value,
 }
 
 /// The first identity field of `value` that is present but not a string, as (field, pointer).

@@ -7,14 +7,14 @@ use super::{GiveUp, Reader, Step};
 impl<'a> Reader<'a> {
     /// A flow collection on one line, starting at `*pos` (`[` or `{`); `*pos` ends after it.
     pub(super) fn flow(&mut self, pos: &mut usize, end: usize) -> Step<Value> {
-        let open = self.bytes[*pos];
+        let open = self.text.as_bytes()[*pos];
         let close = if open == b'[' { b']' } else { b'}' };
         self.enter()?;
         *pos += 1;
         let mut items = Vec::new();
         let mut map = Map::new();
         self.flow_blanks(pos, end)?;
-        if self.bytes.get(*pos) == Some(&close) && *pos < end {
+        if self.text.as_bytes().get(*pos) == Some(&close) && *pos < end {
             *pos += 1;
         } else {
             loop {
@@ -30,7 +30,10 @@ impl<'a> Reader<'a> {
                         self.scalar_node(key.len())?;
                     }
                     // `key: value`, with a blank after the colon.
-                    if *pos + 1 >= end || self.bytes[*pos] != b':' || self.bytes[*pos + 1] != b' ' {
+                    if *pos + 1 >= end
+                        || self.text.as_bytes()[*pos] != b':'
+                        || self.text.as_bytes()[*pos + 1] != b' '
+                    {
                         return Err(GiveUp);
                     }
                     *pos += 1;
@@ -41,14 +44,14 @@ impl<'a> Reader<'a> {
                     }
                 } else {
                     let value = self.flow_item(pos, end)?;
-                    if self.bytes.get(*pos) == Some(&b':') {
+                    if self.text.as_bytes().get(*pos) == Some(&b':') {
                         // `[a: b]`: a single-pair mapping in a sequence.
                         return Err(GiveUp);
                     }
                     items.push(value);
                 }
                 self.flow_blanks(pos, end)?;
-                match self.bytes.get(*pos) {
+                match self.text.as_bytes().get(*pos) {
                     Some(&b) if b == close && *pos < end => {
                         *pos += 1;
                         break;
@@ -56,7 +59,7 @@ impl<'a> Reader<'a> {
                     Some(b',') if *pos < end => {
                         *pos += 1;
                         self.flow_blanks(pos, end)?;
-                        if *pos >= end || matches!(self.bytes[*pos], b',' | b']' | b'}') {
+                        if *pos >= end || matches!(self.text.as_bytes()[*pos], b',' | b']' | b'}') {
                             // Trailing or empty entries.
                             return Err(GiveUp);
                         }
@@ -74,10 +77,10 @@ impl<'a> Reader<'a> {
     }
 
     fn flow_blanks(&self, pos: &mut usize, end: usize) -> Step<()> {
-        while *pos < end && self.bytes[*pos] == b' ' {
+        while *pos < end && self.text.as_bytes()[*pos] == b' ' {
             *pos += 1;
         }
-        if *pos < end && matches!(self.bytes[*pos], b'\t' | b'#') {
+        if *pos < end && matches!(self.text.as_bytes()[*pos], b'\t' | b'#') {
             return Err(GiveUp);
         }
         Ok(())
@@ -88,7 +91,7 @@ impl<'a> Reader<'a> {
         if *pos >= end {
             return Err(GiveUp);
         }
-        match self.bytes[*pos] {
+        match self.text.as_bytes()[*pos] {
             b'[' | b'{' => self.flow(pos, end),
             b'"' | b'\'' => {
                 let (text, after) = self.quoted(*pos, end)?;
@@ -108,7 +111,7 @@ impl<'a> Reader<'a> {
         if *pos >= end {
             return Err(GiveUp);
         }
-        match self.bytes[*pos] {
+        match self.text.as_bytes()[*pos] {
             b'"' | b'\'' => {
                 let (text, after) = self.quoted(*pos, end)?;
                 *pos = after;
@@ -121,7 +124,7 @@ impl<'a> Reader<'a> {
 
     /// A plain scalar inside a flow collection: it ends at `,`, a bracket, or `: `.
     fn flow_plain(&self, pos: &mut usize, end: usize) -> Step<&'a str> {
-        let bytes = self.bytes;
+        let bytes = self.text.as_bytes();
         let start = *pos;
         match bytes[start] {
             b'-' | b'?' | b':'

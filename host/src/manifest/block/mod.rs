@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use super::KitBudget;
+use super::{Document, KitBudget};
 
 mod flow;
 mod scalar;
@@ -45,13 +45,6 @@ const MAX_KEY_BYTES: usize = 1024;
 pub(super) struct GiveUp;
 
 type Step<T> = Result<T, GiveUp>;
-
-/// One document: the line its root mapping starts on and its value. (serde-saphyr returns
-/// no value for an empty document; neither does this reader.)
-pub(super) struct Document {
-    pub line: u32,
-    pub value: Value,
-}
 
 /// Reads every document of `text`, spending at most `left`; `None` when the file is not in
 /// the subset this reader handles (or would go over `left`).
@@ -127,7 +120,6 @@ fn read_part(text: &str, line: u32, first: bool, left: &KitBudget) -> Option<(Ve
     }
     let mut reader = Reader {
         text,
-        bytes: text.as_bytes(),
         pos: 0,
         skipped_comments: 0,
         line,
@@ -145,7 +137,6 @@ fn read_part(text: &str, line: u32, first: bool, left: &KitBudget) -> Option<(Ve
 
 struct Reader<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     /// Start of the current line.
     pos: usize,
     /// Comment lines the last [`Reader::peek`] skipped.
@@ -211,11 +202,11 @@ impl<'a> Reader<'a> {
     // --- lines ---
 
     fn line_end(&self, from: usize) -> usize {
-        memchr::memchr(b'\n', &self.bytes[from..]).map_or(self.bytes.len(), |i| from + i)
+        memchr::memchr(b'\n', &self.text.as_bytes()[from..]).map_or(self.text.len(), |i| from + i)
     }
 
     fn next_line(&mut self, end: usize) {
-        self.pos = (end + 1).min(self.bytes.len());
+        self.pos = (end + 1).min(self.text.len());
         self.line += 1;
     }
 
@@ -223,9 +214,9 @@ impl<'a> Reader<'a> {
     /// content gives up (YAML forbids tabs in indentation).
     fn peek(&mut self) -> Step<Option<Line>> {
         self.skipped_comments = 0;
-        while self.pos < self.bytes.len() {
+        while self.pos < self.text.len() {
             let end = self.line_end(self.pos);
-            let line = &self.bytes[self.pos..end];
+            let line = &self.text.as_bytes()[self.pos..end];
             let indent = line.iter().take_while(|&&b| b == b' ').count();
             match line.get(indent) {
                 None => self.next_line(end),
@@ -257,13 +248,16 @@ impl<'a> Reader<'a> {
     /// `---` (or `...`) at the start of a line, followed by nothing or blanks.
     fn is_marker(&self, line: &Line, marker: &[u8]) -> bool {
         line.indent == 0
-            && self.bytes[line.start..line.end].starts_with(marker)
-            && matches!(self.bytes.get(line.start + 3), None | Some(b' ' | b'\t' | b'\n'))
+            && self.text.as_bytes()[line.start..line.end].starts_with(marker)
+            && matches!(
+                self.text.as_bytes().get(line.start + 3),
+                None | Some(b' ' | b'\t' | b'\n')
+            )
     }
 
     /// Nothing but blanks and a comment may be left in `from..end` (a comment is an event).
     fn rest_of_line(&mut self, from: usize, end: usize) -> Step<()> {
-        let rest = &self.bytes[from..end];
+        let rest = &self.text.as_bytes()[from..end];
         let blanks = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
         if blanks == rest.len() {
             Ok(())
@@ -296,19 +290,19 @@ impl<'a> Reader<'a> {
                 self.next_line(line.end);
                 continue;
             }
-            if line.indent == 0 && matches!(self.bytes[line.start], b'%' | b'.') {
+            if line.indent == 0 && matches!(self.text.as_bytes()[line.start], b'%' | b'.') {
                 // Directives and `...` are rare; serde-saphyr reads them.
-                if self.bytes[line.start] == b'%' || self.is_marker(&line, b"...") {
+                if self.text.as_bytes()[line.start] == b'%' || self.is_marker(&line, b"...") {
                     return Err(GiveUp);
                 }
             }
             self.start_document()?;
             let start_line = self.line;
             // Only a mapping is an object; anything else is left to serde-saphyr's error.
-            if self.key_at(line.start, line.end)?.is_none() {
+            let Some(first) = self.key_at(line.start, line.end)? else {
                 return Err(GiveUp);
-            }
-            let value = self.block_mapping(line.indent, line.start)?;
+            };
+            let value = self.block_mapping(line.indent, first)?;
             documents.push(Document {
                 line: start_line,
                 value,
@@ -342,15 +336,16 @@ impl<'a> Reader<'a> {
 
     // --- block collections ---
 
-    /// A block mapping whose keys are at column `indent`; its first key starts at `first`
-    /// (on the current line: after `- ` for a mapping inside a sequence entry).
-    fn block_mapping(&mut self, indent: usize, first: usize) -> Step<Value> {
+    /// A block mapping whose keys are at column `indent`; `first` is its first key, already
+    /// read by the caller from the current line (after `- ` for a mapping inside a sequence
+    /// entry), with where its value starts.
+    fn block_mapping(&mut self, indent: usize, first: (String, usize)) -> Step<Value> {
         self.enter()?;
         let mut map = Map::new();
-        let mut at = Some(first);
+        let mut next = Some(first);
         loop {
-            let start = match at.take() {
-                Some(start) => start,
+            let (key, after) = match next.take() {
+                Some(first) => first,
                 None => {
                     let Some(line) = self.peek()? else { break };
                     if line.indent < indent || self.is_marker(&line, b"---") {
@@ -359,14 +354,11 @@ impl<'a> Reader<'a> {
                     if line.indent > indent {
                         return Err(GiveUp);
                     }
-                    line.start
+                    // A sequence entry or a scalar at a key's indentation: not ours to judge.
+                    self.key_at(line.start, line.end)?.ok_or(GiveUp)?
                 }
             };
-            let end = self.line_end(start);
-            let Some((key, after)) = self.key_at(start, end)? else {
-                // A sequence entry or a scalar at a key's indentation: not ours to judge.
-                return Err(GiveUp);
-            };
+            let end = self.line_end(after);
             self.key(&key)?;
             let value = self.value(after, end, indent, true)?;
             if map.insert(key, value).is_some() {
@@ -395,21 +387,21 @@ impl<'a> Reader<'a> {
             }
             let after = line.start + 1;
             let content = after
-                + self.bytes[after..line.end]
+                + self.text.as_bytes()[after..line.end]
                     .iter()
                     .take_while(|&&b| b == b' ')
                     .count();
-            if self.bytes.get(content) == Some(&b'\t') {
+            if self.text.as_bytes().get(content) == Some(&b'\t') {
                 return Err(GiveUp);
             }
-            if content < line.end && self.bytes[content] != b'#' {
+            if content < line.end && self.text.as_bytes()[content] != b'#' {
                 if self.is_entry(content, line.end) {
                     // `- - x`: nested sequences on one line.
                     return Err(GiveUp);
                 }
-                if self.key_at(content, line.end)?.is_some() {
+                if let Some(first) = self.key_at(content, line.end)? {
                     let column = content - self.pos;
-                    items.push(self.block_mapping(column, content)?);
+                    items.push(self.block_mapping(column, first)?);
                     continue;
                 }
             }
@@ -421,19 +413,23 @@ impl<'a> Reader<'a> {
 
     /// `-` followed by a blank or the end of the line.
     fn is_entry(&self, start: usize, end: usize) -> bool {
-        self.bytes[start] == b'-' && (start + 1 == end || matches!(self.bytes[start + 1], b' ' | b'\t'))
+        self.text.as_bytes()[start] == b'-'
+            && (start + 1 == end || matches!(self.text.as_bytes()[start + 1], b' ' | b'\t'))
     }
 
     /// The value after a key's `:` or an entry's `-` at `from` on the line ending at `end`;
     /// `indent` is the parent collection's. `same_indent_sequence`: a mapping's value may
     /// be a sequence at the key's own indentation.
     fn value(&mut self, from: usize, end: usize, indent: usize, same_indent_sequence: bool) -> Step<Value> {
-        let blanks = self.bytes[from..end].iter().take_while(|&&b| b == b' ').count();
+        let blanks = self.text.as_bytes()[from..end]
+            .iter()
+            .take_while(|&&b| b == b' ')
+            .count();
         let start = from + blanks;
-        if start < end && self.bytes[start] == b'\t' {
+        if start < end && self.text.as_bytes()[start] == b'\t' {
             return Err(GiveUp);
         }
-        if start == end || self.bytes[start] == b'#' {
+        if start == end || self.text.as_bytes()[start] == b'#' {
             let comment = start < end;
             if comment {
                 if blanks == 0 {
@@ -449,7 +445,7 @@ impl<'a> Reader<'a> {
             // `key:value` is not a key; `-x` is not an entry. Callers checked; be sure.
             return Err(GiveUp);
         }
-        match self.bytes[start] {
+        match self.text.as_bytes()[start] {
             b'|' | b'>' => self.block_scalar(start, end, indent),
             b'[' | b'{' => {
                 let mut pos = start;
@@ -491,8 +487,8 @@ impl<'a> Reader<'a> {
                 if entry {
                     return self.block_sequence(line.indent);
                 }
-                if self.key_at(line.start, line.end)?.is_some() {
-                    return self.block_mapping(line.indent, line.start);
+                if let Some(first) = self.key_at(line.start, line.end)? {
+                    return self.block_mapping(line.indent, first);
                 }
                 // A scalar on the next line: valid YAML, but rare; serde-saphyr reads it.
                 return Err(GiveUp);
@@ -512,7 +508,7 @@ impl<'a> Reader<'a> {
     /// The key of a `key: value` entry at `start`, and where its value starts (after the
     /// `:`); `None` when the line is not such an entry.
     fn key_at(&self, start: usize, end: usize) -> Step<Option<(String, usize)>> {
-        let bytes = self.bytes;
+        let bytes = self.text.as_bytes();
         match bytes[start] {
             b'"' | b'\'' => {
                 let Ok((text, after)) = self.quoted(start, end) else {

@@ -9,7 +9,7 @@ impl<'a> Reader<'a> {
     /// A plain scalar in block context, `start..end` on one line, without a trailing
     /// comment and blanks.
     pub(super) fn block_plain(&mut self, start: usize, end: usize) -> Step<&'a str> {
-        let bytes = self.bytes;
+        let bytes = self.text.as_bytes();
         match bytes[start] {
             b'-' | b'?' | b':' if start + 1 == end || matches!(bytes[start + 1], b' ' | b'\t') => {
                 return Err(GiveUp);
@@ -59,7 +59,7 @@ impl<'a> Reader<'a> {
     /// A quoted scalar starting at `start` and closing on the same line: its text and the
     /// offset after the closing quote.
     pub(super) fn quoted(&self, start: usize, end: usize) -> Step<(String, usize)> {
-        let bytes = self.bytes;
+        let bytes = self.text.as_bytes();
         let quote = bytes[start];
         let mut out = String::new();
         let mut run = start + 1;
@@ -98,7 +98,7 @@ impl<'a> Reader<'a> {
     /// A literal (`|`) or folded (`>`) block scalar whose header is at `start`; `indent` is
     /// the parent collection's. Its content lines are more indented than that.
     pub(super) fn block_scalar(&mut self, start: usize, end: usize, indent: usize) -> Step<Value> {
-        let bytes = self.bytes;
+        let bytes = self.text.as_bytes();
         let literal = bytes[start] == b'|';
         let mut i = start + 1;
         let chomp = match bytes.get(i) {
