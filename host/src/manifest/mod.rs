@@ -127,6 +127,14 @@ impl KitBudget {
             && used.scalar_bytes <= self.scalar_bytes
     }
 
+    /// Adds what another part of a file used.
+    fn add(&mut self, used: &KitBudget) {
+        self.documents += used.documents;
+        self.nodes += used.nodes;
+        self.events += used.events;
+        self.scalar_bytes += used.scalar_bytes;
+    }
+
     /// Takes what a file used off what is left.
     pub fn spend(&mut self, used: &KitBudget) {
         self.documents = self.documents.saturating_sub(used.documents);

@@ -77,10 +77,7 @@ fn read_in_parts(text: &str, left: &KitBudget, threads: usize) -> Option<(Vec<Do
     for part in read {
         let (part, spent) = part?;
         documents.extend(part);
-        used.documents += spent.documents;
-        used.nodes += spent.nodes;
-        used.events += spent.events;
-        used.scalar_bytes += spent.scalar_bytes;
+        used.add(&spent);
     }
     left.covers(&used).then_some((documents, used))
 }
